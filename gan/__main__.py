@@ -1,0 +1,3 @@
+from gan.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Training: DCGAN models, data, losses, checkpoints and the training loop (torch, torchvision)."""

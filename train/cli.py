@@ -1,0 +1,90 @@
+"""`gan train`: flags override TrainConfig's defaults; help texts are the config's docstrings.
+
+Only typer and the config are imported here; torch loads when the command runs.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from click.core import ParameterSource
+
+from gan.fielddoc import help_for
+from train.config import DATASETS, DEVICES, LOSSES, PRECISIONS, SPLITS, TrainConfig
+
+_D = TrainConfig()  # the defaults, so flags and config never disagree
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
+
+
+Dataset = _choices("Dataset", DATASETS)
+Loss = _choices("Loss", LOSSES)
+Precision = _choices("Precision", PRECISIONS)
+Device = _choices("Device", DEVICES)
+Split = _choices("Split", SPLITS)
+
+
+def _h(name: str) -> str:
+    return help_for(TrainConfig, name)
+
+
+def train(
+    ctx: typer.Context,
+    dataset: Annotated[Dataset, typer.Option(help=_h("dataset"))] = _D.dataset,  # type: ignore[valid-type, assignment]
+    data_dir: Annotated[str | None, typer.Option(help=_h("data_dir"))] = _D.data_dir,
+    split: Annotated[Split, typer.Option(help=_h("split"))] = _D.split,  # type: ignore[valid-type, assignment]
+    image_size: Annotated[int, typer.Option(help=_h("image_size"))] = _D.image_size,
+    nz: Annotated[int, typer.Option(help=_h("nz"))] = _D.nz,
+    ngf: Annotated[int, typer.Option(help=_h("ngf"))] = _D.ngf,
+    ndf: Annotated[int, typer.Option(help=_h("ndf"))] = _D.ndf,
+    loss: Annotated[Loss, typer.Option(help=_h("loss"))] = _D.loss,  # type: ignore[valid-type, assignment]
+    d_steps: Annotated[int, typer.Option(help=_h("d_steps"))] = _D.d_steps,
+    d_norm: Annotated[str, typer.Option(help=_h("d_norm"))] = _D.d_norm,
+    gp_weight: Annotated[float, typer.Option(help=_h("gp_weight"))] = _D.gp_weight,
+    clip_value: Annotated[float, typer.Option(help=_h("clip_value"))] = _D.clip_value,
+    lr_g: Annotated[float, typer.Option(help=_h("lr_g"))] = _D.lr_g,
+    lr_d: Annotated[float, typer.Option(help=_h("lr_d"))] = _D.lr_d,
+    beta1: Annotated[float, typer.Option(help=_h("beta1"))] = _D.beta1,
+    beta2: Annotated[float, typer.Option(help=_h("beta2"))] = _D.beta2,
+    batch_size: Annotated[int, typer.Option(help=_h("batch_size"))] = _D.batch_size,
+    epochs: Annotated[int, typer.Option(help=_h("epochs"))] = _D.epochs,
+    max_steps: Annotated[int, typer.Option(help=_h("max_steps"))] = _D.max_steps,
+    precision: Annotated[Precision, typer.Option(help=_h("precision"))] = _D.precision,  # type: ignore[valid-type, assignment]
+    channels_last: Annotated[bool, typer.Option(help=_h("channels_last"))] = _D.channels_last,
+    device: Annotated[Device, typer.Option(help=_h("device"))] = _D.device,  # type: ignore[valid-type, assignment]
+    seed: Annotated[int, typer.Option(help=_h("seed"))] = _D.seed,
+    out: Annotated[Path, typer.Option(help=_h("out"))] = Path(_D.out),
+    log_every: Annotated[int, typer.Option(help=_h("log_every"))] = _D.log_every,
+    checkpoint_every: Annotated[int, typer.Option(help=_h("checkpoint_every"))] = _D.checkpoint_every,
+    keep_checkpoints: Annotated[int, typer.Option(help=_h("keep_checkpoints"))] = _D.keep_checkpoints,
+    num_samples: Annotated[int, typer.Option(help=_h("num_samples"))] = _D.num_samples,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the run in --out from its checkpoints/last.pt, exactly where it stopped "
+             "(its saved config wins; --epochs and --max-steps may extend it).")] = False,
+) -> None:
+    """Train a DCGAN; writes checkpoints, sample grids, TensorBoard events and metrics to --out.
+
+    Under `torchrun --nproc-per-node N` it trains data-parallel (DDP); only rank 0 writes.
+    """
+    values = {k: v for k, v in locals().items() if k not in ("ctx", "resume")}
+    given = {k: _plain(v) for k, v in values.items()
+             if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
+
+    from train.loop import run  # torch loads here, not at `gan --help`
+
+    run(overrides=given, out=str(out), resume=resume)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Enum):
+        return value.value
+    return str(value) if isinstance(value, Path) else value
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=False)(train)

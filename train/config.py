@@ -1,0 +1,138 @@
+"""The training configuration: one typed dataclass, documented field by field.
+
+The CLI only overrides these defaults; every checkpoint carries `asdict(config)` so a model can
+be rebuilt (and a run resumed) from the checkpoint alone. No torch import here: `gan --help` stays
+fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from gan.errors import UserError
+
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "folder")
+LOSSES = ("ns", "minimax", "lsgan", "wgan", "wgan-gp", "hinge", "dragan")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+D_NORMS = ("auto", "batch", "layer", "none")
+SPLITS = ("train", "test")
+IMAGE_SIZES = (32, 64, 128)
+
+
+class ConfigError(UserError):
+    """A configuration value that cannot work."""
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """Everything that defines a training run."""
+
+    dataset: str = "fashion-mnist"
+    """Dataset: fashion-mnist, mnist, cifar10, or folder (your own images under --data-dir)."""
+    data_dir: str | None = None
+    """Data location. Built-in datasets: torchvision's root folder (downloaded there if missing and
+    online); unset means the Debian dataset-fashion-mnist files when present, else
+    ~/.cache/dcgan-forge/data. folder: a directory of images (class sub-folders or flat)."""
+    split: str = "train"
+    """Which split of a built-in dataset to train on: train, or test (small and quick: for smoke
+    runs and tests)."""
+    image_size: int = 32
+    """Side of the square images, 32, 64 or 128; 28 px data is padded (to 32) or resized."""
+    channels: int = 0
+    """Image channels; 0 means take it from the dataset (1 for (Fashion-)MNIST, 3 for CIFAR-10)."""
+    nz: int = 100
+    """Size of the latent vector z ~ N(0, I)."""
+    ngf: int = 64
+    """Generator width: the last hidden layer has ngf channels, each earlier one twice the next."""
+    ndf: int = 64
+    """Discriminator width: the first layer has ndf channels, each later one twice the previous."""
+    loss: str = "ns"
+    """GAN loss: ns (non-saturating), minimax, lsgan, wgan (weight clipping), wgan-gp, hinge,
+    dragan."""
+    d_steps: int = 1
+    """Discriminator steps per generator step (k in Goodfellow et al.'s Algorithm 1; 5 is usual
+    for wgan and wgan-gp)."""
+    d_norm: str = "auto"
+    """Discriminator normalisation: batch, layer, none, or auto (layer for the gradient-penalty
+    losses wgan-gp and dragan, whose per-sample penalty BatchNorm would mix; batch otherwise)."""
+    gp_weight: float = 10.0
+    """Weight of the gradient penalty of wgan-gp and dragan."""
+    clip_value: float = 0.01
+    """wgan only: the discriminator's weights are clipped to [-clip_value, clip_value]."""
+    lr_g: float = 2e-4
+    """Adam learning rate of the generator."""
+    lr_d: float = 2e-4
+    """Adam learning rate of the discriminator."""
+    beta1: float = 0.5
+    """Adam beta1 (DCGAN uses 0.5, not the usual 0.9)."""
+    beta2: float = 0.999
+    """Adam beta2."""
+    batch_size: int = 128
+    """Images per step (per process under torchrun)."""
+    epochs: int = 5
+    """Passes over the dataset."""
+    max_steps: int = 0
+    """Stop after this many generator steps (0: no limit; for smoke runs and benchmarks)."""
+    precision: str = "auto"
+    """Autocast precision: fp32, bf16, fp16, or auto (bf16 on a CUDA GPU that has it, and on a CPU
+    with native bf16 instructions; fp32 elsewhere, where emulated bf16 is many times slower)."""
+    channels_last: bool = True
+    """Use the channels_last memory format (faster convolutions on CPU and tensor cores)."""
+    device: str = "auto"
+    """Training device: auto (cuda if available), cpu or cuda."""
+    seed: int = 0
+    """Seed for weights, data order, latents and the fixed sample noise."""
+    out: str = "runs/default"
+    """Run directory: config.json, checkpoints/, samples/, TensorBoard events, metrics.jsonl."""
+    log_every: int = 50
+    """Log losses every this many generator steps (the only host syncs of the loop)."""
+    checkpoint_every: int = 500
+    """Write checkpoints/step-<N>.pt every this many generator steps (last.pt is kept too)."""
+    keep_checkpoints: int = 3
+    """How many periodic step-<N>.pt checkpoints to keep (the newest ones)."""
+    num_samples: int = 64
+    """Size of the fixed noise batch drawn into samples/step-<N>.png to watch progress."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError with one clear line for the first value that cannot work."""
+        choices = {"dataset": DATASETS, "loss": LOSSES, "precision": PRECISIONS,
+                   "device": DEVICES, "d_norm": D_NORMS, "split": SPLITS}
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"unknown {name} {value!r}: use one of {', '.join(allowed)}")
+        if self.image_size not in IMAGE_SIZES:
+            raise ConfigError(f"image size {self.image_size} is not supported: use one of "
+                              f"{', '.join(map(str, IMAGE_SIZES))} (a power of two)")
+        positive = ("nz", "ngf", "ndf", "d_steps", "batch_size", "epochs", "log_every",
+                    "checkpoint_every", "keep_checkpoints", "num_samples")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_steps < 0 or self.channels < 0:
+            raise ConfigError("max_steps and channels must not be negative")
+        if self.dataset == "folder" and not self.data_dir:
+            raise ConfigError("dataset 'folder' needs --data-dir DIR (a directory of images)")
+
+    @property
+    def resolved_d_norm(self) -> str:
+        if self.d_norm != "auto":
+            return self.d_norm
+        return "layer" if self.loss in ("wgan-gp", "dragan") else "batch"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild from `to_dict()` output; unknown keys (from a newer version) are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"config has unknown fields {unknown}: written by a newer version?")
+        return cls(**data)

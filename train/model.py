@@ -1,0 +1,93 @@
+"""DCGAN generator and discriminator (Radford et al. 2015), for square images of 32, 64 or 128 px.
+
+The layer plan is one rule for every size. With L = log2(image_size) - 1 transposed convolutions,
+G maps z (B, nz, 1, 1) through a 4x4 first block and L - 1 stride-2 upsamplings:
+
+    nz -> ngf * 2^(L-2) -> ... -> 2 ngf -> ngf -> C          (32 px: nz -> 4ngf -> 2ngf -> ngf -> C)
+
+and D mirrors it: C -> ndf -> 2 ndf -> ... -> ndf * 2^(L-2) -> 1 logit. At 64 px with
+ngf = ndf = 64 this is exactly the PyTorch DCGAN tutorial; 128 px adds one block on each side.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+
+import torch
+from torch import nn
+
+SUPPORTED_SIZES = (32, 64, 128)
+
+
+def num_layers(image_size: int) -> int:
+    """Number of (transposed) convolutions for `image_size`; rejects unsupported sizes."""
+    if image_size not in SUPPORTED_SIZES:
+        sizes = ", ".join(map(str, SUPPORTED_SIZES))
+        raise ValueError(f"image size {image_size} is not supported: use one of {sizes}")
+    return int(math.log2(image_size)) - 1
+
+
+class Generator(nn.Module):
+    """z (B, nz) or (B, nz, 1, 1) -> images (B, C, S, S) in [-1, 1]."""
+
+    def __init__(self, nz: int, ngf: int, channels: int, image_size: int) -> None:
+        super().__init__()
+        self.nz = nz
+        n = num_layers(image_size)
+        widths = [ngf * 2 ** (n - 2 - i) for i in range(n - 1)]  # e.g. [4ngf, 2ngf, ngf]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(nz, widths[0], 4, 1, 0, bias=False),  # (B, w0, 4, 4)
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
+        for c_in, c_out in pairwise(widths):  # each doubles H and W
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(c_out), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() == 2:
+            z = z[:, :, None, None]  # (B, nz) -> (B, nz, 1, 1)
+        return self.main(z)
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":  # per-sample normalisation: gradient penalties stay per-sample
+        return nn.GroupNorm(1, channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown discriminator norm {kind!r}: use batch, layer or none")
+
+
+class Discriminator(nn.Module):
+    """images (B, C, S, S) -> logits (B,): no final activation, the loss chooses its own."""
+
+    def __init__(self, ndf: int, channels: int, image_size: int, norm: str = "batch") -> None:
+        super().__init__()
+        n = num_layers(image_size)
+        widths = [ndf * 2**i for i in range(n - 1)]  # e.g. [ndf, 2ndf, 4ndf]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False),  # no norm on the input layer
+            nn.LeakyReLU(0.2, True),
+        ]
+        for c_in, c_out in pairwise(widths):  # each halves H and W
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), _norm(norm, c_out),
+                       nn.LeakyReLU(0.2, True)]
+        layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)]  # (B, 1, 1, 1)
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x).flatten()
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN init: convolutions N(0, 0.02); norm weights N(1, 0.02) and biases 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
