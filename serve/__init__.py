@@ -1,0 +1,2 @@
+"""Serve: the exported ONNX generator over gRPC with dynamic batching (onnxruntime, grpc, numpy;
+never torch)."""

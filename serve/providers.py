@@ -1,0 +1,145 @@
+"""Build an ONNX Runtime session from a provider choice, and report the provider that really runs.
+
+The one session factory of the project: `gan serve` uses it, and so do `gan export`'s parity
+checks and the benchmarks (it imports only onnxruntime and numpy, so the torch-free serving
+install keeps it). onnxruntime-gpu lists the TensorRT and CUDA providers even on machines where
+their libraries cannot load; ONNX Runtime then falls back quietly, so the truth is read back from
+`session.get_providers()` after the session is built, never assumed from the request.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from gan.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CHOICES = ("auto", "tensorrt", "cuda", "cpu")
+_NAMES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+_SHORT = {v: k for k, v in _NAMES.items()}
+
+
+class ProviderError(UserError):
+    """The requested execution provider cannot run on this machine."""
+
+
+@dataclass(kw_only=True)
+class SessionOptions:
+    """How to build a session for a generator model."""
+
+    providers: str = "auto"
+    """auto (TensorRT, then CUDA, then CPU: the first that really loads), tensorrt, cuda or cpu."""
+    fp16: bool = False
+    """TensorRT only: let TensorRT build fp16 kernels."""
+    max_batch: int = 64
+    """Largest batch the session will see: the top of TensorRT's optimisation profile."""
+    opt_batch: int = 0
+    """TensorRT's tuned batch size (0: the same as max_batch)."""
+    cache_dir: str | None = None
+    """TensorRT engine and timing caches (default: <model>.trt-cache/ beside the model), so a
+    restart reuses the engine instead of rebuilding it."""
+    intra_op_threads: int = 0
+    """CPU threads of one inference call (0: ONNX Runtime's default, one per core)."""
+
+
+@dataclass
+class Session:
+    """An ONNX Runtime session and what it really runs on."""
+
+    session: ort.InferenceSession
+    provider: str  # "tensorrt", "cuda" or "cpu": the provider that runs the graph
+    requested: str
+
+    @property
+    def fell_back(self) -> bool:
+        return self.requested not in ("auto", self.provider)
+
+
+def _wanted(choice: str) -> list[str]:
+    if choice not in CHOICES:
+        raise ProviderError(f"unknown provider {choice!r}: use one of {', '.join(CHOICES)}")
+    order = ["tensorrt", "cuda", "cpu"]
+    start = 0 if choice == "auto" else order.index(choice)
+    available = set(ort.get_available_providers())
+    if choice == "auto" and not has_nvidia_device():
+        available &= {_NAMES["cpu"]}  # skip the GPU providers' noisy failed loads on CPU machines
+    wanted = [p for p in order[start:] if _NAMES[p] in available]
+    if choice != "auto" and choice != "cpu" and _NAMES[choice] not in available:
+        raise ProviderError(f"provider {choice} is not in this onnxruntime build "
+                            f"(it has {', '.join(sorted(_SHORT.get(a, a) for a in available))}); "
+                            "install onnxruntime-gpu on a machine with CUDA")
+    return wanted
+
+
+def has_nvidia_device() -> bool:
+    """Whether the NVIDIA driver exposes a device here (cheap: no CUDA library is loaded)."""
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
+
+
+def _provider_options(name: str, model: Path, input_name: str, nz: int,
+                      opts: SessionOptions) -> dict[str, Any]:
+    if name != "tensorrt":
+        return {}
+    cache = Path(opts.cache_dir) if opts.cache_dir else model.with_suffix(".trt-cache")
+    cache.mkdir(parents=True, exist_ok=True)
+    opt_batch = opts.opt_batch or opts.max_batch
+    shape = lambda b: f"{input_name}:{b}x{nz}"  # noqa: E731 - TensorRT's "name:dims" syntax
+    return {
+        "trt_fp16_enable": opts.fp16,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(cache),
+        "trt_profile_min_shapes": shape(1),
+        "trt_profile_opt_shapes": shape(opt_batch),
+        "trt_profile_max_shapes": shape(opts.max_batch),
+    }
+
+
+def create_session(model: str | Path, opts: SessionOptions | None = None) -> Session:
+    """A session on the best provider that really loads, warmed up over the batch profile."""
+    opts = opts or SessionOptions()
+    model = Path(model)
+    wanted = _wanted(opts.providers)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if opts.intra_op_threads:
+        so.intra_op_num_threads = opts.intra_op_threads
+    probe = ort.InferenceSession(str(model), sess_options=so, providers=["CPUExecutionProvider"])
+    z = probe.get_inputs()[0]
+    nz = int(z.shape[1])
+    providers = [(_NAMES[p], _provider_options(p, model, z.name, nz, opts)) for p in wanted]
+    if wanted == ["cpu"]:
+        session = probe
+    else:
+        session = ort.InferenceSession(str(model), sess_options=so, providers=providers)
+    actual = _SHORT.get(session.get_providers()[0], session.get_providers()[0])
+    result = Session(session=session, provider=actual, requested=opts.providers)
+    if result.fell_back:
+        if opts.providers != "auto" and actual == "cpu":
+            raise ProviderError(f"provider {opts.providers} did not load on this machine "
+                                "(ONNX Runtime fell back to CPU): see its log above for why")
+        log.warning("asked for %s, but ONNX Runtime runs the model on %s (%s did not load)",
+                    opts.providers, actual, opts.providers)
+    warm_up(result, nz, opts)
+    log.info("ONNX Runtime session on %s (asked: %s)", actual, opts.providers)
+    return result
+
+
+def warm_up(session: Session, nz: int, opts: SessionOptions) -> None:
+    """Run the profile's batch sizes once, so no engine is built or tuned while serving."""
+    name = session.session.get_inputs()[0].name
+    sizes = sorted({1, opts.opt_batch or opts.max_batch, opts.max_batch})
+    for b in sizes:
+        session.session.run(None, {name: np.zeros((b, nz), np.float32)})
