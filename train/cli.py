@@ -57,6 +57,7 @@ def train(
     max_steps: Annotated[int, typer.Option(help=_h("max_steps"))] = _D.max_steps,
     precision: Annotated[Precision, typer.Option(help=_h("precision"))] = _D.precision,  # type: ignore[valid-type, assignment]
     channels_last: Annotated[bool, typer.Option(help=_h("channels_last"))] = _D.channels_last,
+    compile: Annotated[bool, typer.Option(help=_h("compile"))] = _D.compile,
     device: Annotated[Device, typer.Option(help=_h("device"))] = _D.device,  # type: ignore[valid-type, assignment]
     seed: Annotated[int, typer.Option(help=_h("seed"))] = _D.seed,
     out: Annotated[Path, typer.Option(help=_h("out"))] = Path(_D.out),
