@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from train.data import cache_dir, prepare_debian_fashion_mnist  # noqa: E402
 
 TEXTBOOK = ["--image-size", "64", "--ngf", "64", "--ndf", "64", "--nz", "100",
-            "--batch-size", "64", "--loss", "ns", "--device", "cpu"]
+            "--batch-size", "64", "--loss", "ns"]
 
 
 def reference(script: Path, root: Path, steps: int, warmup: int) -> dict:
@@ -37,12 +37,13 @@ def reference(script: Path, root: Path, steps: int, warmup: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def ours(name: str, extra: list[str], steps: int, warmup: int) -> dict:
+def ours(name: str, extra: list[str], steps: int, warmup: int, device: str) -> dict:
     """Run `gan train` for warmup + steps generator steps, logging every `warmup` steps; the
     timed span is from the log at the end of warm-up to the last log (metrics.jsonl times)."""
     assert steps % warmup == 0, "--steps must be a multiple of --warmup"
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "gan", "train", *TEXTBOOK, *extra, "--out", f"{tmp}/run",
+        cmd = [sys.executable, "-m", "gan", "train", *TEXTBOOK, "--device", device, *extra,
+               "--out", f"{tmp}/run",
                "--max-steps", str(warmup + steps), "--log-every", str(warmup),
                "--checkpoint-every", str(10**9)]
         subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
@@ -57,6 +58,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=40, help="timed generator steps")
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps first (compilation)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="device of the gan train runs (the reference loop is CPU-only)")
     ap.add_argument("--reference", type=Path,
                     default=ROOT.parent / "shared" / "reference" / "dcgan_reference.py")
     args = ap.parse_args()
@@ -65,16 +68,17 @@ def main() -> None:
         sys.exit("needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)")
     import torch
 
-    runs = {
-        "reference": reference(args.reference, root, args.steps, args.warmup),
-        "gan_train": ours("gan train (defaults: compiled, channels_last, fp32)", [],
-                          args.steps, args.warmup),
-        "gan_train_eager": ours("gan train --no-compile", ["--no-compile"],
-                                args.steps, args.warmup),
-    }
+    variants = [("gan_train", "gan train (defaults: compiled, channels_last, auto precision)", [])]
+    variants.append(("gan_train_eager", "gan train --no-compile", ["--no-compile"]))
+    if args.device == "cuda":
+        variants.append(("gan_train_fp32", "gan train --precision fp32", ["--precision", "fp32"]))
+    runs = {"reference": reference(args.reference, root, args.steps, args.warmup)}
+    for key, name, extra in variants:
+        runs[key] = ours(name, extra, args.steps, args.warmup, args.device)
     ref = runs["reference"]["images_per_s"]
     print(json.dumps({
-        "benchmark": "train_throughput", "config": "64x64 ngf=ndf=64 nz=100 batch 64 fp32",
+        "benchmark": "train_throughput", "config": "64x64 ngf=ndf=64 nz=100 batch 64",
+        "device": args.device,
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__},
