@@ -76,8 +76,9 @@ class TrainConfig:
     max_steps: int = 0
     """Stop after this many generator steps (0: no limit; for smoke runs and benchmarks)."""
     precision: str = "auto"
-    """Autocast precision: fp32, bf16, fp16, or auto (bf16 on a CUDA GPU that has it, and on a CPU
-    with native bf16 instructions; fp32 elsewhere, where emulated bf16 is many times slower)."""
+    """Autocast precision: fp32, bf16, fp16, or auto (bf16 on a CPU with native bf16 instructions;
+    fp32 elsewhere: emulated bf16 is many times slower, and on a GPU these small models are
+    launch-bound, so bf16's casts cost more than they save)."""
     channels_last: bool = True
     """Use the channels_last memory format (faster convolutions on CPU and tensor cores)."""
     compile: bool = True
