@@ -51,6 +51,9 @@ class SessionOptions:
     restart reuses the engine instead of rebuilding it."""
     intra_op_threads: int = 0
     """CPU threads of one inference call (0: ONNX Runtime's default, one per core)."""
+    tf32: bool = True
+    """CUDA only: let float32 convolutions use TF32 tensor-core math (ONNX Runtime's default;
+    parity checks turn it off so that fp32 is checked at fp32 accuracy)."""
 
 
 @dataclass
@@ -79,6 +82,9 @@ def _wanted(choice: str) -> list[str]:
         raise ProviderError(f"provider {choice} is not in this onnxruntime build "
                             f"(it has {', '.join(sorted(_SHORT.get(a, a) for a in available))}); "
                             "install onnxruntime-gpu on a machine with CUDA")
+    if choice in ("cuda", "tensorrt") and not has_nvidia_device():
+        raise ProviderError(f"provider {choice} needs an NVIDIA GPU and this machine has none "
+                            "(no NVIDIA driver found): use --providers cpu or auto")
     return wanted
 
 
@@ -89,6 +95,8 @@ def has_nvidia_device() -> bool:
 
 def _provider_options(name: str, model: Path, input_name: str, nz: int,
                       opts: SessionOptions) -> dict[str, Any]:
+    if name == "cuda":
+        return {"use_tf32": int(opts.tf32)}
     if name != "tensorrt":
         return {}
     cache = Path(opts.cache_dir) if opts.cache_dir else model.with_suffix(".trt-cache")
@@ -126,15 +134,27 @@ def create_session(model: str | Path, opts: SessionOptions | None = None) -> Ses
         session = ort.InferenceSession(str(model), sess_options=so, providers=providers)
     actual = _SHORT.get(session.get_providers()[0], session.get_providers()[0])
     result = Session(session=session, provider=actual, requested=opts.providers)
-    if result.fell_back:
-        if opts.providers != "auto" and actual == "cpu":
-            raise ProviderError(f"provider {opts.providers} did not load on this machine "
-                                "(ONNX Runtime fell back to CPU): see its log above for why")
-        log.warning("asked for %s, but ONNX Runtime runs the model on %s (%s did not load)",
-                    opts.providers, actual, opts.providers)
+    judge(result)
     warm_up(result, nz, opts)
     log.info("ONNX Runtime session on %s (asked: %s)", actual, opts.providers)
     return result
+
+
+def judge(session: Session) -> None:
+    """Accept what ONNX Runtime really built, or say in one line why it is not what was asked.
+
+    A GPU request that ends on the CPU is an error (the user asked for a GPU and would silently
+    get a slower machine); TensorRT ending on CUDA (libnvinfer missing, say) is a warning: the
+    model still runs on the GPU, and the warning and `Session.provider` say so.
+    """
+    if not session.fell_back:
+        return
+    if session.provider == "cpu":
+        raise ProviderError(f"provider {session.requested} did not load on this machine "
+                            "(ONNX Runtime fell back to CPU): see its log above for why")
+    log.warning("asked for %s, but ONNX Runtime runs the model on %s (%s did not load: for "
+                "TensorRT, check that libnvinfer is installed)",
+                session.requested, session.provider, session.requested)
 
 
 def warm_up(session: Session, nz: int, opts: SessionOptions) -> None:
