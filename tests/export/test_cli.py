@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from gan.cli import app
 from gan.errors import UserError
 
-pytestmark = pytest.mark.fashion_mnist
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -15,7 +15,6 @@ from train import checkpoint
 
 pytestmark = [
     pytest.mark.gpu,
-    pytest.mark.fashion_mnist,  # the models come from real short runs, as on the CPU
     pytest.mark.skipif(not (has_nvidia_device()
                             and "CUDAExecutionProvider" in ort.get_available_providers()),
                        reason="needs an NVIDIA GPU and onnxruntime-gpu"),

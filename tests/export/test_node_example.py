@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 pytestmark = [
-    pytest.mark.fashion_mnist,
     pytest.mark.skipif(not (shutil.which("node") and shutil.which("npm")),
                        reason="needs node and npm"),
 ]
