@@ -27,7 +27,9 @@ _D = ExportConfig(checkpoint="")  # the defaults, so flags and config never disa
 
 
 def _h(name: str) -> str:
-    return help_for(ExportConfig, name)
+    from rich.markup import escape  # rich is loaded already (gan.cli's log handler)
+
+    return escape(help_for(ExportConfig, name))  # "[batch, C, H, W]" is not a rich style
 
 
 def export(

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     model = load_model(p)
     meta = {m.key: m.value for m in model.metadata_props}
     graph = model.graph
-    params = sum(int(onnx.numpy_helper.to_array(t).size) for t in graph.initializer)
+    params = sum(math.prod(t.dims) for t in graph.initializer)  # works without external data
     init_names = {t.name for t in graph.initializer}
     return {
         "path": str(p),
