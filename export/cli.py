@@ -94,6 +94,10 @@ def _print_tables(d: dict[str, Any]) -> None:
     head.add_row("opsets", ", ".join(f"{k} {v}" for k, v in d["opsets"].items()))
     head.add_row("producer", d["producer"])
     head.add_row("dcgan-forge model", "yes" if d["dcgan_forge"] else "no (metadata missing)")
+    p = d["parity"]
+    head.add_row("parity", "not checked (no matching .parity.json)" if p is None else
+                 f"{'PASS' if p['passed'] else 'FAIL'} on {p['provider']}: max |diff| "
+                 f"{p['max_abs_diff']:.3g} {p['unit']}s (tolerance {p['tolerance']:g})")
     console.print(head)
     io = Table(title="inputs and outputs", title_justify="left")
     for col in ("", "name", "dtype", "shape"):

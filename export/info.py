@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -45,4 +46,19 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         "outputs": [_tensor(v) for v in graph.output],
         "operators": sorted({n.op_type for n in graph.node}),
         "metadata": meta,
+        "parity": parity_of(p),
     }
+
+
+def parity_of(model: Path) -> dict[str, Any] | None:
+    """The verdict of <name>.parity.json when it belongs to this very file (same sha256)."""
+    report = model.with_suffix(".parity.json")
+    try:
+        r = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(r, dict) or r.get("model_sha256") != sha256_file(model):
+        return None
+    worst = max((b["max_abs_diff"] for b in r.get("batches", [])), default=None)
+    return {"report": str(report), "passed": r.get("passed"), "provider": r.get("provider"),
+            "max_abs_diff": worst, "unit": r.get("unit"), "tolerance": r.get("tolerance")}

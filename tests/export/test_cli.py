@@ -45,11 +45,17 @@ def test_export_run_dir_then_info(runs, tmp_path):
     assert d["inputs"] == [{"name": "z", "dtype": "float32", "shape": ["batch", 100]}]
     assert d["outputs"] == [{"name": "images", "dtype": "uint8", "shape": ["batch", 32, 32, 1]}]
     assert d["size_bytes"] == out.stat().st_size and d["parameters"] > 0
+    assert d["parity"]["passed"] and d["parity"]["provider"] == "cpu"
+    assert d["parity"]["max_abs_diff"] <= 1
 
     table = invoke("info", str(out))
     assert table.exit_code == 0
-    for text in ("images", "[batch, 32, 32, 1]", "standard_normal", "checkpoint_sha256"):
+    for text in ("images", "[batch, 32, 32, 1]", "standard_normal", "checkpoint_sha256",
+                 "PASS on cpu"):
         assert text in table.output
+
+    (tmp_path / "g.parity.json").write_text("{}")  # a report of another model: not shown
+    assert json.loads(invoke("info", str(out), "--json").output)["parity"] is None
 
 
 def test_missing_checkpoint(tmp_path):
