@@ -97,7 +97,7 @@ def _write_report(path: Path, report: parity.ParityReport) -> None:
 def _failure(report: parity.ParityReport, out: Path) -> str:
     worst = max(report.batches, key=lambda b: b.max_abs_diff)
     return (f"parity check failed on {report.provider}: max |diff| {worst.max_abs_diff:.3g} "
-            f"{report.unit}s at batch {worst.batch_size} (tolerance {report.tolerance:g}, "
+            f"{report.unit}s at batch {worst.batch_size} (tolerance {report.bound}, "
             f"batch independence {report.batch_independence_max_abs_diff:.3g}); {out} was left "
             f"as it was, details in {report_path(out, failed=True)}")
 

@@ -68,6 +68,11 @@ class ParityReport:
     notes: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def bound(self) -> str:
+        """The tolerance in words: "0.0001 values", "1 level"."""
+        return f"{self.tolerance:g} {self.unit}{'' if self.tolerance == 1 else 's'}"
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
 
@@ -75,7 +80,7 @@ class ParityReport:
         """A short human report: one line per batch size, then the verdict."""
         verdict = "PASS" if self.passed else "FAIL"
         out = [f"parity on {self.provider} (asked: {self.requested_provider}), "
-               f"{self.precision} {self.output}, tolerance {self.tolerance:g} {self.unit}s"]
+               f"{self.precision} {self.output}, tolerance {self.bound}"]
         out += [f"  batch {b.batch_size:>4}: max |diff| {b.max_abs_diff:.3g}  "
                 f"mean |diff| {b.mean_abs_diff:.3g}  {'ok' if b.passed else 'FAIL'}"
                 for b in self.batches]

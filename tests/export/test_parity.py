@@ -91,8 +91,11 @@ def test_fp16_halves_the_file_and_says_how_cpu_ran_it(exported):
     assert big and all(t.data_type == onnx.TensorProto.FLOAT16 for t in big)
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    assert parity.upcasts_fp16(fp16.model)  # this ONNX Runtime build: no fp16 CPU kernels
-    assert any("fp16 weight rounding" in n for n in fp16.report.notes)
+    # ONNX Runtime 1.31's CPU provider computes this graph in float32: the report must say so
+    # exactly when that happens
+    noted = any("fp16 weight rounding" in n for n in fp16.report.notes)
+    assert noted == parity.upcasts_fp16(fp16.model)
+    assert not parity.upcasts_fp16(fp32.model)
 
 
 def test_fp16_uint8_passes_within_two_levels(exported):
