@@ -21,6 +21,7 @@ from export.config import ExportConfig
 from export.onnx import metadata, sha256_file, to_onnx
 from gan.atomic import atomic_write
 from gan.errors import UserError
+from serve import providers
 from train import checkpoint
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ def report_path(model: Path, failed: bool = False) -> Path:
 
 def export(config: ExportConfig) -> ExportResult:
     """Export config.checkpoint to config.out, checked; raise ParityError if the check fails."""
+    if config.check:
+        providers.wanted(config.providers)  # a provider that cannot run here fails before export
     source = checkpoint.resolve(config.checkpoint)
     ckpt = checkpoint.load(source)
     generator = checkpoint.build_generator(ckpt)

@@ -69,7 +69,9 @@ class Session:
         return self.requested not in ("auto", self.provider)
 
 
-def _wanted(choice: str) -> list[str]:
+def wanted(choice: str) -> list[str]:
+    """The providers to try for `choice`, best first; ProviderError (one line) if it cannot run
+    here. Cheap (no session): callers check a choice before slow work."""
     if choice not in CHOICES:
         raise ProviderError(f"unknown provider {choice!r}: use one of {', '.join(CHOICES)}")
     order = ["tensorrt", "cuda", "cpu"]
@@ -77,7 +79,7 @@ def _wanted(choice: str) -> list[str]:
     available = set(ort.get_available_providers())
     if choice == "auto" and not has_nvidia_device():
         available &= {_NAMES["cpu"]}  # skip the GPU providers' noisy failed loads on CPU machines
-    wanted = [p for p in order[start:] if _NAMES[p] in available]
+    names = [p for p in order[start:] if _NAMES[p] in available]
     if choice != "auto" and choice != "cpu" and _NAMES[choice] not in available:
         raise ProviderError(f"provider {choice} is not in this onnxruntime build "
                             f"(it has {', '.join(sorted(_SHORT.get(a, a) for a in available))}); "
@@ -85,7 +87,7 @@ def _wanted(choice: str) -> list[str]:
     if choice in ("cuda", "tensorrt") and not has_nvidia_device():
         raise ProviderError(f"provider {choice} needs an NVIDIA GPU and this machine has none "
                             "(no NVIDIA driver found): use --providers cpu or auto")
-    return wanted
+    return names
 
 
 def has_nvidia_device() -> bool:
@@ -119,7 +121,7 @@ def create_session(model: str | Path, opts: SessionOptions | None = None) -> Ses
     """A session on the best provider that really loads, warmed up over the batch profile."""
     opts = opts or SessionOptions()
     model = Path(model)
-    wanted = _wanted(opts.providers)
+    tried = wanted(opts.providers)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if opts.intra_op_threads:
@@ -127,8 +129,8 @@ def create_session(model: str | Path, opts: SessionOptions | None = None) -> Ses
     probe = ort.InferenceSession(str(model), sess_options=so, providers=["CPUExecutionProvider"])
     z = probe.get_inputs()[0]
     nz = int(z.shape[1])
-    providers = [(_NAMES[p], _provider_options(p, model, z.name, nz, opts)) for p in wanted]
-    if wanted == ["cpu"]:
+    providers = [(_NAMES[p], _provider_options(p, model, z.name, nz, opts)) for p in tried]
+    if tried == ["cpu"]:
         session = probe
     else:
         session = ort.InferenceSession(str(model), sess_options=so, providers=providers)

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from gan.cli import app
 from gan.errors import UserError
+from serve.providers import has_nvidia_device
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,6 +86,15 @@ def test_bad_out_and_opset(runs, tmp_path):
     assert ".onnx" in one_line_user_error(invoke("export", str(runs[32]), "--out",
                                                  str(tmp_path / "g.bin")))
     assert "opset" in one_line_user_error(invoke("export", str(runs[32]), "--opset", "11"))
+
+
+@pytest.mark.skipif(has_nvidia_device(), reason="checks the behaviour without a GPU")
+def test_gpu_provider_on_a_cpu_machine_fails_before_exporting(runs, tmp_path):
+    out = tmp_path / "g.onnx"
+    msg = one_line_user_error(invoke("export", str(runs[32]), "--out", str(out),
+                                     "--providers", "cuda"))
+    assert "needs an NVIDIA GPU" in msg and "--providers cpu" in msg
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_gan_main_prints_one_line_and_exits_1(tmp_path):
