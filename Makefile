@@ -1,14 +1,16 @@
-# The two set-up commands of the README, and the developer chores. Every target installs what it
-# needs first (the Debian dataset package when apt is available, then a virtualenv in .venv).
+# The two set-up commands of the README (`make demo`, `make test`) and the developer chores.
+# Every target installs what it needs first: the Debian dataset package when apt is available,
+# the project in a virtualenv (.venv), and onnxruntime-node for the Node example.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 RUN    ?= runs/demo
 FMNIST  = /usr/share/datasets/fashion-mnist
+NODE_EXAMPLE = examples/node
 
-.PHONY: setup demo test lint stubs bench-train clean
+.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(NODE_EXAMPLE)/node_modules/.package-lock.json
 
 # Real Fashion-MNIST from Debian (offline), then the project and its dev tools in a virtualenv.
 $(VENV)/.installed: pyproject.toml
@@ -22,9 +24,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-# The main job on the built-in default: a short Fashion-MNIST run.
+# onnxruntime-node for the Node example and its test: the CPU binaries ship in the npm package;
+# ONNXRUNTIME_NODE_INSTALL=skip stops its post-install from fetching CUDA binaries.
+$(NODE_EXAMPLE)/node_modules/.package-lock.json: $(NODE_EXAMPLE)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  cd $(NODE_EXAMPLE) && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund; \
+	else echo "note: npm not found: the Node example test is skipped"; fi
+
+# The main job on the built-in default, end to end (see examples/demo.sh).
 demo: setup
-	$(BIN)/gan train --out $(RUN) --epochs 3
+	RUN=$(RUN) PATH="$(abspath $(BIN)):$$PATH" bash examples/demo.sh
 
 test: setup
 	$(BIN)/pytest -q
@@ -35,5 +44,8 @@ lint: setup
 bench-train: setup
 	$(BIN)/python bench/train_throughput.py
 
+bench-engine: setup
+	$(BIN)/python bench/engine.py
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache $(NODE_EXAMPLE)/node_modules
