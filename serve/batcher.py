@@ -1,0 +1,197 @@
+"""Dynamic batching: one inference worker thread coalescing queued requests into large batches.
+
+Requests (Jobs) wait in a FIFO queue bounded in images. The worker takes images from the front
+until the batch holds `max_batch` images, splitting a job that does not fit (its remaining images
+go first in the next batch), so a request's parts run in order. It waits for a batch to fill only
+while the oldest job has waited less than `max_delay_s`. Jobs that were cancelled or whose
+deadline passed are dropped before compute. After inference, each part's slice of the output is
+handed to an encoder thread pool, and its Future is put on the job's `parts` queue, in order,
+where the RPC handler picks it up.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from serve.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """The queue has no room for the request's images."""
+
+
+class ShuttingDown(Exception):
+    """The server no longer accepts requests."""
+
+
+class Dropped(Exception):
+    """The request was cancelled or its deadline passed while queued; no compute was spent."""
+
+    def __init__(self, reason: str, images: int) -> None:
+        super().__init__(f"{images} queued images dropped ({reason})")
+        self.reason = reason  # "cancelled" or "deadline"
+
+
+@dataclass(eq=False)
+class Job:
+    """One request: its latent, what to do with each part of the output, and its progress."""
+
+    z: np.ndarray  # (n, nz) float32
+    encode: Callable[[np.ndarray, int], Any]  # (output slice, index of its first image) -> part
+    deadline: float | None = None  # time.monotonic() after which nobody waits for the result
+    enqueued: float = field(default_factory=time.monotonic)
+    taken: int = 0  # images already handed to batches
+    cancelled: bool = False
+    parts: queue.SimpleQueue[Future[Any]] = field(default_factory=queue.SimpleQueue)
+
+    @property
+    def size(self) -> int:
+        return len(self.z)
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+
+def _failed(error: BaseException) -> Future[Any]:
+    fut: Future[Any] = Future()
+    fut.set_exception(error)
+    return fut
+
+
+class Batcher:
+    """The queue and its one inference worker; `run` is the model call (B, nz) -> outputs."""
+
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], *, encoder: Executor,
+                 metrics: Metrics, max_batch: int, max_delay_s: float, max_queue: int) -> None:
+        self._run = run
+        self._encoder = encoder
+        self._metrics = metrics
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_s
+        self.max_queue = max_queue
+        self._jobs: collections.deque[Job] = collections.deque()
+        self._queued = 0  # images waiting (not yet taken) across self._jobs
+        self._cond = threading.Condition()
+        self._accepting = True
+        self._closing = False
+        self._worker = threading.Thread(target=self._loop, name="inference", daemon=True)
+        self._worker.start()
+
+    def submit(self, job: Job) -> None:
+        """Queue `job`, or raise QueueFull / ShuttingDown at once."""
+        with self._cond:
+            if not self._accepting:
+                raise ShuttingDown("the server is shutting down: retry on another replica")
+            if job.cancelled:
+                return
+            if self._queued + job.size > self.max_queue:
+                raise QueueFull(f"queue full: {self._queued} of {self.max_queue} images are "
+                                f"waiting and this request needs {job.size}; retry later")
+            self._jobs.append(job)
+            self._queued += job.size
+            self._metrics.queue_depth.set(self._queued)
+            self._cond.notify()
+
+    def discard(self, job: Job, reason: str = "cancelled") -> None:
+        """Drop what is still queued of `job` (its RPC ended); a no-op once it was all taken."""
+        with self._cond:
+            job.cancelled = True
+            if job.taken < job.size and job in self._jobs:
+                self._jobs.remove(job)
+                self._drop(job, reason)
+
+    def _drop(self, job: Job, reason: str) -> None:
+        left = job.size - job.taken
+        self._queued -= left
+        self._metrics.queue_depth.set(self._queued)
+        self._metrics.dropped.labels(reason).inc(left)
+        job.parts.put(_failed(Dropped(reason, left)))
+        log.debug("dropped %d queued images (%s)", left, reason)
+
+    def stop_accepting(self) -> None:
+        with self._cond:
+            self._accepting = False
+
+    def close(self) -> None:
+        """Stop accepting, run what is queued (no more waiting for batches to fill), stop."""
+        with self._cond:
+            self._accepting = False
+            self._closing = True
+            self._cond.notify()
+        self._worker.join()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs and not self._closing:
+                    self._cond.wait()
+                if not self._jobs:
+                    return  # closing and drained
+                self._wait_to_fill()
+                parts = self._take()
+            if parts:
+                self._compute(parts)
+
+    def _wait_to_fill(self) -> None:
+        """Under the lock: wait until the batch is full or the oldest job waited max_delay_s."""
+        while self._jobs and self._queued < self.max_batch and not self._closing:
+            left = self._jobs[0].enqueued + self.max_delay_s - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
+
+    def _take(self) -> list[tuple[Job, int, int]]:
+        """Under the lock: (job, start, stop) parts of up to max_batch images, FIFO."""
+        parts: list[tuple[Job, int, int]] = []
+        room = self.max_batch
+        now = time.monotonic()
+        while self._jobs and room:
+            job = self._jobs[0]
+            if job.cancelled or job.expired(now):
+                self._jobs.popleft()
+                self._drop(job, "cancelled" if job.cancelled else "deadline")
+                continue
+            start = job.taken
+            stop = min(job.size, start + room)
+            parts.append((job, start, stop))
+            self._metrics.queue_wait.observe(now - job.enqueued)
+            job.taken = stop
+            room -= stop - start
+            self._queued -= stop - start
+            if job.taken == job.size:
+                self._jobs.popleft()
+        self._metrics.queue_depth.set(self._queued)
+        return parts
+
+    def _compute(self, parts: list[tuple[Job, int, int]]) -> None:
+        """Run one batch and hand each part's output slice to the encoder pool."""
+        z = parts[0][0].z[parts[0][1]:parts[0][2]] if len(parts) == 1 else np.concatenate(
+            [job.z[start:stop] for job, start, stop in parts])  # (B, nz)
+        began = time.perf_counter()
+        try:
+            out = self._run(z)
+        except Exception as e:  # a model failure fails this batch's requests, not the server
+            log.exception("inference failed on a batch of %d images", len(z))
+            for job, _start, _stop in parts:
+                job.parts.put(_failed(e))
+            return
+        self._metrics.inference.observe(time.perf_counter() - began)
+        self._metrics.batch_size.observe(len(z))
+        self._metrics.images.inc(len(z))
+        offset = 0
+        for job, start, stop in parts:
+            n = stop - start
+            job.parts.put(self._encoder.submit(job.encode, out[offset:offset + n], start))
+            offset += n
