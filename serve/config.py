@@ -14,6 +14,12 @@ PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
 FORMATS = ("png", "raw_uint8", "raw_float32")
 
 
+def message_options(max_bytes: int) -> list[tuple[str, int]]:
+    """gRPC channel/server options setting both message size limits (server and client)."""
+    return [("grpc.max_send_message_length", max_bytes),
+            ("grpc.max_receive_message_length", max_bytes)]
+
+
 class ServeConfigError(UserError):
     """A serving setting that cannot work."""
 

@@ -88,8 +88,9 @@ def read_info(path: str | os.PathLike[str]) -> GeneratorInfo:
                              f"metadata format is {meta.get('format')!r}, expected {FORMAT!r}): "
                              "export one with `gan export`")
     if meta.get("format_version") not in FORMAT_VERSIONS:
-        raise ModelLoadError(f"{path} has generator format version {meta.get('format_version')!r}"
-                             f"; this server reads {', '.join(FORMAT_VERSIONS)}: upgrade dcgan-forge")
+        version = meta.get("format_version")
+        raise ModelLoadError(f"{path} has generator format version {version!r}; this server "
+                             f"reads {', '.join(FORMAT_VERSIONS)}: upgrade dcgan-forge")
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise ModelLoadError(f"{path} lacks generator metadata {missing}: re-export it with "

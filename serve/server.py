@@ -20,18 +20,12 @@ from grpc_reflection.v1alpha import reflection
 from gan.errors import UserError
 from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
 from serve.batcher import Batcher
-from serve.config import ServeConfig
+from serve.config import ServeConfig, message_options
 from serve.metrics import Metrics, serve_http
 from serve.model import ServedModel, default_threads
 from serve.servicer import SERVICE_NAME, GeneratorServicer
 
 log = logging.getLogger(__name__)
-
-
-def message_options(max_bytes: int) -> list[tuple[str, int]]:
-    """gRPC channel/server options setting both message size limits (server and client use it)."""
-    return [("grpc.max_send_message_length", max_bytes),
-            ("grpc.max_receive_message_length", max_bytes)]
 
 
 def _address(host: str, port: int) -> str:

@@ -18,16 +18,13 @@ from serve import images, latent
 from serve._proto.gan.v1 import generator_pb2 as pb
 from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
 from serve.batcher import Batcher, Dropped, Job, QueueFull, ShuttingDown
+from serve.formats import FROM_PB, TO_PB
 from serve.metrics import Metrics
 from serve.model import GeneratorInfo
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Generator"].full_name  # "gan.v1.Generator"
-_FORMATS = {pb.IMAGE_FORMAT_UNSPECIFIED: "png", pb.IMAGE_FORMAT_PNG: "png",
-            pb.IMAGE_FORMAT_RAW_UINT8: "raw_uint8", pb.IMAGE_FORMAT_RAW_FLOAT32: "raw_float32"}
-_PB_FORMAT = {"png": pb.IMAGE_FORMAT_PNG, "raw_uint8": pb.IMAGE_FORMAT_RAW_UINT8,
-              "raw_float32": pb.IMAGE_FORMAT_RAW_FLOAT32}
 
 
 class _Abort(Exception):
@@ -135,10 +132,10 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         """-> (z (n, nz) float32, seed or None, format name), or _Abort(INVALID_ARGUMENT)."""
         bad = grpc.StatusCode.INVALID_ARGUMENT
         n, nz = request.num_images, self.info.nz
-        if request.format not in _FORMATS:
+        if request.format not in FROM_PB:
             raise _Abort(bad, f"unknown image format {request.format}: use IMAGE_FORMAT_PNG, "
                               "IMAGE_FORMAT_RAW_UINT8 or IMAGE_FORMAT_RAW_FLOAT32")
-        fmt = _FORMATS[request.format]
+        fmt = FROM_PB[request.format]
         if not 1 <= n <= self.max_images:
             raise _Abort(bad, f"num_images must be between 1 and {self.max_images}, got {n}")
         if request.labels and not self.info.class_names:
@@ -162,7 +159,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
 
     def _encoder(self, fmt: str):
         """(output slice, first index) -> Image messages, run on the encoder pool."""
-        info, kind = self.info, _PB_FORMAT[fmt]
+        info, kind = self.info, TO_PB[fmt]
 
         def encode(raw: np.ndarray, _first: int) -> list[pb.Image]:
             arrays = images.convert(raw, info.output, fmt)  # (k, H, W, C)
