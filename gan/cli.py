@@ -26,6 +26,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    """Train a DCGAN, export its generator to ONNX, and serve it over gRPC.
+
+    train -> export -> serve -> generate. Set GAN_DEBUG=1 for tracebacks on errors.
+    """
+
+
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 

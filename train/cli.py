@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from click.core import ParameterSource
 
 from gan.fielddoc import help_for
 from train.config import DATASETS, DEVICES, LOSSES, PRECISIONS, SPLITS, TrainConfig
@@ -60,8 +59,10 @@ def train(
     seed: Annotated[int, typer.Option(help=_h("seed"))] = _D.seed,
     out: Annotated[Path, typer.Option(help=_h("out"))] = Path(_D.out),
     log_every: Annotated[int, typer.Option(help=_h("log_every"))] = _D.log_every,
-    checkpoint_every: Annotated[int, typer.Option(help=_h("checkpoint_every"))] = _D.checkpoint_every,
-    keep_checkpoints: Annotated[int, typer.Option(help=_h("keep_checkpoints"))] = _D.keep_checkpoints,
+    checkpoint_every: Annotated[int, typer.Option(
+        help=_h("checkpoint_every"))] = _D.checkpoint_every,
+    keep_checkpoints: Annotated[int, typer.Option(
+        help=_h("keep_checkpoints"))] = _D.keep_checkpoints,
     num_samples: Annotated[int, typer.Option(help=_h("num_samples"))] = _D.num_samples,
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its checkpoints/last.pt, exactly where it stopped "
@@ -72,12 +73,17 @@ def train(
     Under `torchrun --nproc-per-node N` it trains data-parallel (DDP); only rank 0 writes.
     """
     values = {k: v for k, v in locals().items() if k not in ("ctx", "resume")}
-    given = {k: _plain(v) for k, v in values.items()
-             if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
+    given = {k: _plain(v) for k, v in values.items() if was_given(ctx, k)}
 
     from train.loop import run  # torch loads here, not at `gan --help`
 
     run(overrides=given, out=str(out), resume=resume)
+
+
+def was_given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user set this option (on the command line or via its env var)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _plain(value: object) -> object:

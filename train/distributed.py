@@ -1,0 +1,55 @@
+"""torchrun awareness: which process this is, and the process group around the run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    """rank/world of this process; world 1 means plain single-process training."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def init(device: torch.device) -> Dist:
+    """Join torchrun's process group when WORLD_SIZE > 1: nccl on CUDA, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        torch.cuda.set_device(local)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank=rank, world=world, local_rank=local)
+
+
+def gather_object(obj: object, d: Dist) -> list[object]:
+    """Every rank's `obj`, in rank order (a collective: all ranks must call it)."""
+    if not d.enabled:
+        return [obj]
+    out: list[object] = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out

@@ -1,0 +1,331 @@
+"""The training loop: `run(overrides, out, resume)` builds a Trainer and trains to the end.
+
+One generator step = k discriminator steps (Goodfellow et al.'s Algorithm 1, each on its own real
+minibatch and fresh latents) then one generator step on the last fakes, which are reused rather
+than regenerated (the D step sees them detached). Losses accumulate on the device; the host syncs
+only at the logging interval.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DistributedSampler
+from torchvision.utils import make_grid, save_image
+
+from gan.atomic import atomic_write
+from train import checkpoint, data
+from train import distributed as distrib
+from train.config import ConfigError, TrainConfig
+from train.losses import make_loss
+from train.metrics import Reporter
+from train.model import Discriminator, Generator, init_weights
+
+log = logging.getLogger(__name__)
+
+# Flags that may change when a run is resumed; everything else is the run's identity.
+RESUMABLE = {"epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints", "device",
+             "data_dir", "out"}
+
+
+def run(overrides: dict[str, Any], out: str, resume: bool = False) -> Path:
+    """Train with TrainConfig defaults overridden by `overrides`; returns the run directory."""
+    cfg, ckpt = resolve_config(overrides, Path(out), resume)
+    device = resolve_device(cfg.device)
+    d = distrib.init(device)
+    if d.enabled and device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+    try:
+        trainer = Trainer(cfg, device, d)
+        if ckpt is not None:
+            trainer.restore(ckpt)
+        try:
+            trainer.fit()
+        finally:
+            trainer.close()
+    finally:
+        d.close()
+    return Path(cfg.out)
+
+
+def resolve_config(overrides: dict[str, Any], out: Path, resume: bool
+                   ) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """A fresh run's config, or a resumed run's saved config with the allowed overrides."""
+    last = out / "checkpoints" / "last.pt"
+    overrides = {**overrides, "out": str(out)}
+    if not resume:
+        if last.exists():
+            raise ConfigError(f"{out} already holds a run ({last}): pass --resume to continue it, "
+                              "or choose another --out")
+        return TrainConfig(**overrides), None
+    if not last.exists():
+        raise checkpoint.CheckpointError(f"--resume: no checkpoint at {last}")
+    ckpt = checkpoint.load(last)
+    saved = checkpoint.config_of(ckpt)
+    changed = sorted(k for k, v in overrides.items()
+                     if k not in RESUMABLE and getattr(saved, k) != v)
+    if changed:
+        k = changed[0]
+        raise ConfigError(f"--{k.replace('_', '-')} cannot change when resuming (the run has "
+                          f"{k}={getattr(saved, k)!r}); resumable: "
+                          f"{', '.join(sorted(RESUMABLE))}")
+    keep = {k: v for k, v in overrides.items() if k in RESUMABLE}
+    return replace(saved, **keep), ckpt
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is visible to PyTorch here")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for fp32. auto: bf16 only where it is native (fast)."""
+    if precision == "auto":
+        native = (torch.cuda.is_bf16_supported() if device.type == "cuda"
+                  else torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        precision = "bf16" if native else "fp32"
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _adam(params: Any, lr: float, cfg: TrainConfig, device: torch.device) -> torch.optim.Adam:
+    """Adam, fused into one kernel per step where this torch supports it, else foreach."""
+    betas = (cfg.beta1, cfg.beta2)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(list(params), lr=lr, betas=betas, foreach=True)
+
+
+class Trainer:
+    """Owns the models, optimizers, data and RNG of one run (one process under torchrun)."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, d: distrib.Dist) -> None:
+        self.device, self.dist = device, d
+        images = self._load_data(cfg)
+        if cfg.channels and cfg.channels != images.channels:
+            raise ConfigError(f"--channels {cfg.channels} but {cfg.dataset} has "
+                              f"{images.channels} channels")
+        self.cfg = cfg = replace(cfg, channels=images.channels)
+        self.class_names = images.class_names
+        self.images = images.images.to(device)  # (N, C, h, w) uint8, gathered per batch
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank
+        self.g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size)
+        self.d = Discriminator(cfg.ndf, cfg.channels, cfg.image_size, norm=cfg.resolved_d_norm)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+        for m in (self.g, self.d):
+            m.apply(init_weights)
+            m.to(device=device, memory_format=self.memory_format)
+        self.g_train: nn.Module = DDP(self.g) if d.enabled else self.g
+        self.d_train: nn.Module = DDP(self.d) if d.enabled else self.d
+        self.opt_g = _adam(self.g.parameters(), cfg.lr_g, cfg, device)
+        self.opt_d = _adam(self.d.parameters(), cfg.lr_d, cfg, device)
+        self.loss = make_loss(cfg.loss, gp_weight=cfg.gp_weight, clip_value=cfg.clip_value)
+        self.amp_dtype = autocast_dtype(cfg.precision, device)
+        fp16 = self.amp_dtype == torch.float16
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
+        # Latents and penalty noise come from one generator per rank, saved in checkpoints.
+        self.rng = torch.Generator(device).manual_seed(cfg.seed * 1000 + d.rank + 1)
+        self.fixed_noise = torch.randn(cfg.num_samples, cfg.nz,
+                                       generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+        self.sampler = DistributedSampler(range(len(self.images)), num_replicas=d.world,
+                                          rank=d.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        self.steps_per_epoch = len(self.sampler) // (cfg.batch_size * cfg.d_steps)
+        if self.steps_per_epoch < 1:
+            raise ConfigError(f"{len(self.images)} images are too few for batch size "
+                              f"{cfg.batch_size} x {cfg.d_steps} D steps x {d.world} processes")
+        self.step = 0
+        self.out = Path(cfg.out)
+        self.reporter: Reporter | None = None
+        self._acc = torch.zeros(4, device=device)  # sums of loss_d, loss_g, D(x), D(G(z))
+        self._acc_steps = 0
+
+    def _load_data(self, cfg: TrainConfig) -> data.ImageData:
+        """Rank 0 reads first (and downloads if it must); the others then read what it found."""
+        if self.dist.is_main:
+            images = data.load(cfg)
+            self.dist.barrier()
+            return images
+        self.dist.barrier()
+        return data.load(cfg, download=False)
+
+    @property
+    def total_steps(self) -> int:
+        total = self.cfg.epochs * self.steps_per_epoch
+        return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # The loop ---------------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        cfg = self.cfg
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(cfg.to_dict(), indent=2) + "\n"
+            atomic_write(self.out / "config.json", lambda f: f.write(text.encode()))
+            self.reporter = Reporter(self.out, self.total_steps, self.step)
+        log.info("training %s %dpx on %s (%s), %d steps of %d images x %d process(es), "
+                 "precision %s", cfg.dataset, cfg.image_size, self.device, cfg.loss,
+                 self.total_steps, cfg.batch_size, self.dist.world,
+                 self.amp_dtype or torch.float32)
+        self._tick = (time.perf_counter(), self.step)
+        if self.step >= self.total_steps:
+            log.info("nothing to do: the run is at step %d of %d (raise --epochs or --max-steps "
+                     "to extend it)", self.step, self.total_steps)
+        while self.step < self.total_steps:
+            epoch, offset = divmod(self.step, self.steps_per_epoch)
+            for group in self._epoch_batches(epoch)[offset:]:
+                self._train_step(group)
+                self.step += 1
+                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                    self._log(epoch)
+                if self.step % cfg.checkpoint_every == 0:
+                    self._save(periodic=True)
+                if self.step == self.total_steps:
+                    break
+            self._sample()  # at every epoch end, and at the end of a cut-short run
+            self._save(periodic=False)
+
+    def _epoch_batches(self, epoch: int) -> torch.Tensor:
+        """This rank's shuffled indices for `epoch`, as (steps, d_steps, batch); a pure function
+        of (seed, epoch, rank), which is what makes resuming mid-epoch exact."""
+        self.sampler.set_epoch(epoch)
+        idx = torch.tensor(list(self.sampler), dtype=torch.int64)
+        per_step = self.cfg.batch_size * self.cfg.d_steps
+        n = self.steps_per_epoch
+        return idx[: n * per_step].view(n, self.cfg.d_steps, self.cfg.batch_size).to(self.device)
+
+    def _real(self, idx: torch.Tensor) -> torch.Tensor:
+        x = data.to_model_input(self.images[idx], self.cfg.image_size)  # (B, C, S, S) in [-1, 1]
+        return x.contiguous(memory_format=self.memory_format)
+
+    def _train_step(self, group: torch.Tensor) -> None:
+        """k discriminator steps, then one generator step; group is (k, B) image indices."""
+        cfg, loss = self.cfg, self.loss
+        k = group.shape[0]
+        for i in range(k):
+            real = self._real(group[i])
+            z = torch.randn(real.shape[0], cfg.nz, device=self.device, generator=self.rng)
+            with self._autocast():
+                # The last fakes keep their graph: the generator step below reuses them.
+                with torch.no_grad() if i < k - 1 else contextlib.nullcontext():
+                    fake = self.g_train(z)
+                d_real = self.d_train(real)
+                d_fake = self.d_train(fake.detach())
+                loss_d = loss.d_loss(d_real, d_fake)
+                penalty = loss.penalty(self.d_train, real, fake.detach(), self.rng)
+                if penalty is not None:
+                    loss_d = loss_d + penalty
+            self.opt_d.zero_grad(set_to_none=True)
+            self.scaler_d.scale(loss_d).backward()
+            self.scaler_d.step(self.opt_d)
+            self.scaler_d.update()
+            loss.after_d_step(self.d)
+        # Generator step: D's weights need no gradients here, only its input does. The plain
+        # module (not the DDP wrapper) is used, since no D gradients are reduced in this step.
+        self.d.requires_grad_(False)
+        with self._autocast():
+            loss_g = loss.g_loss(self.d(fake))
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler_g.scale(loss_g).backward()
+        self.scaler_g.step(self.opt_g)
+        self.scaler_g.update()
+        self.d.requires_grad_(True)
+        with torch.no_grad():
+            self._acc += torch.stack([loss_d.float(), loss_g.float(), loss.score(d_real),
+                                      loss.score(d_fake)])
+        self._acc_steps += 1
+
+    def _log(self, epoch: int) -> None:
+        """The one host sync: averages since the last log, and images/s over that span."""
+        sums = (self._acc / max(self._acc_steps, 1)).tolist()
+        self._acc.zero_()
+        self._acc_steps = 0
+        now = time.perf_counter()
+        t0, s0 = self._tick
+        self._tick = (now, self.step)
+        imgs = (self.step - s0) * self.cfg.batch_size * self.cfg.d_steps * self.dist.world
+        if self.reporter is None:
+            return
+        self.reporter.scalars(self.step, epoch, {
+            "loss/d": sums[0], "loss/g": sums[1], "d/real": sums[2], "d/fake": sums[3],
+            "speed/images_per_s": imgs / max(now - t0, 1e-9)})
+
+    # Outputs ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _sample(self) -> None:
+        """samples/step-<N>.png: the fixed noise through G in eval mode (as exported)."""
+        if not self.dist.is_main:
+            return
+        self.g.eval()
+        images = self.g(self.fixed_noise).float().cpu()
+        self.g.train()
+        nrow = max(1, int(self.cfg.num_samples ** 0.5))
+        grid = make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
+        path = self.out / "samples" / f"step-{self.step}.png"
+        atomic_write(path, lambda f: save_image(grid, f, format="png"))
+        assert self.reporter is not None
+        self.reporter.image(self.step, grid)
+
+    def state(self) -> dict[str, Any]:
+        """The checkpoint dict (format in train.checkpoint); a collective under torchrun."""
+        noise_states = distrib.gather_object(self.rng.get_state().cpu(), self.dist)
+        return {
+            "format": checkpoint.FORMAT, "format_version": checkpoint.FORMAT_VERSION,
+            "config": self.cfg.to_dict(), "class_names": list(self.class_names),
+            "step": self.step, "epoch": self.step // self.steps_per_epoch,
+            "generator": self.g.state_dict(), "discriminator": self.d.state_dict(),
+            "optimizer_g": self.opt_g.state_dict(), "optimizer_d": self.opt_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
+            "rng": {"noise": noise_states, "torch": torch.get_rng_state()},
+        }
+
+    def _save(self, periodic: bool) -> None:
+        state = self.state()
+        if not self.dist.is_main:
+            return
+        folder = self.out / "checkpoints"
+        if periodic:
+            checkpoint.atomic_save(state, folder / f"step-{self.step}.pt")
+            checkpoint.prune(folder, self.cfg.keep_checkpoints)
+        checkpoint.atomic_save(state, folder / "last.pt")
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Continue exactly where `ckpt` stopped (same step, weights, optimizer and RNG)."""
+        self.g.load_state_dict(ckpt["generator"])
+        self.d.load_state_dict(ckpt["discriminator"])
+        self.opt_g.load_state_dict(ckpt["optimizer_g"])
+        self.opt_d.load_state_dict(ckpt["optimizer_d"])
+        self.scaler_g.load_state_dict(ckpt["scaler_g"])
+        self.scaler_d.load_state_dict(ckpt["scaler_d"])
+        states = ckpt["rng"]["noise"]
+        if len(states) != self.dist.world:
+            log.warning("checkpoint has %d ranks' latent RNG, this run %d: reseeding those",
+                        len(states), self.dist.world)
+        if self.dist.rank < len(states):
+            self.rng.set_state(states[self.dist.rank])  # a CPU ByteTensor for any device
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.step = int(ckpt["step"])
+        log.info("resumed %s at step %d", self.out, self.step)
+
+    def close(self) -> None:
+        if self.reporter is not None:
+            self.reporter.close()
+            self.reporter = None

@@ -1,0 +1,62 @@
+"""What a run reports: TensorBoard events, metrics.jsonl, and progress on the terminal.
+
+Only rank 0 makes a Reporter; the loop hands it plain floats at the logging interval.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+log = logging.getLogger(__name__)
+
+
+class Reporter:
+    """TensorBoard + JSON lines + a rich progress bar on a terminal (plain log lines otherwise)."""
+
+    def __init__(self, out: Path, total_steps: int, start_step: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+
+        self.writer = SummaryWriter(log_dir=str(out / "tb"))
+        self.jsonl = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.progress: Progress | None = None
+        if sys.stderr.isatty():
+            self.progress = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"), TimeRemainingColumn(), transient=False)
+            self.task = self.progress.add_task("train", total=total_steps, completed=start_step,
+                                               status="")
+            self.progress.start()
+        self.started = time.time()
+
+    def scalars(self, step: int, epoch: int, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.writer.add_scalar(k, v, step)
+        record: dict[str, Any] = {"step": step, "epoch": epoch, "time": round(time.time(), 3)}
+        record.update({k: round(v, 6) for k, v in values.items()})
+        self.jsonl.write(json.dumps(record) + "\n")
+        self.jsonl.flush()
+        status = (f"loss_d {values['loss/d']:.3f} loss_g {values['loss/g']:.3f} "
+                  f"{values['speed/images_per_s']:.0f} img/s")
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, status=status)
+        else:
+            log.info("step %d epoch %d %s D(x) %.3f D(G(z)) %.3f", step, epoch, status,
+                     values["d/real"], values["d/fake"])
+
+    def image(self, step: int, grid: torch.Tensor) -> None:
+        """grid: (3, H, W) float in [0, 1]."""
+        self.writer.add_image("samples", grid, step)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        self.writer.close()
+        self.jsonl.close()
