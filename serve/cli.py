@@ -16,7 +16,6 @@ from gan.fielddoc import help_for
 from serve.config import PROVIDERS, GenerateConfig, ServeConfig
 
 _S = ServeConfig()
-_G_HELP = GenerateConfig.__dataclass_fields__  # fields, for defaults below
 Provider = Enum("Provider", {v: v for v in PROVIDERS}, type=str)  # type: ignore[misc]
 
 
