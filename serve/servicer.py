@@ -70,12 +70,15 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         began = time.perf_counter()
         try:
             job, seed, fmt = self._admit(request, context, unary=False)
+            per_message = self._fits(fmt)
             sent = 0
             while sent < job.size:
                 part = self._next_part(job)
-                yield pb.GenerateResponse(images=part, model_id=self.info.model_id,
-                                          first_index=sent, seed=seed)
-                sent += len(part)
+                for i in range(0, len(part), per_message):  # each response within the limit
+                    chunk = part[i:i + per_message]
+                    yield pb.GenerateResponse(images=chunk, model_id=self.info.model_id,
+                                              first_index=sent, seed=seed)
+                    sent += len(chunk)
         except _Abort as e:
             self._finish("GenerateStream", e.code, began)
             context.abort(e.code, str(e))
@@ -127,6 +130,10 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             log.exception("a batch failed")
             raise _Abort(grpc.StatusCode.INTERNAL, "inference failed: see the server log") from None
 
+    def _fits(self, fmt: str) -> int:
+        """How many images of `fmt` surely fit in one message (at least 1)."""
+        return max(1, (self.max_message_bytes - 4096) // (self.info.image_bytes(fmt) + 32))
+
     def _validate(self, request: pb.GenerateRequest,
                   unary: bool) -> tuple[np.ndarray, int | None, str]:
         """-> (z (n, nz) float32, seed or None, format name), or _Abort(INVALID_ARGUMENT)."""
@@ -141,7 +148,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         if request.labels and not self.info.class_names:
             raise _Abort(bad, "labels given, but this model is unconditional (it has no "
                               "classes): send no labels")
-        if unary and n * (self.info.image_bytes(fmt) + 32) > self.max_message_bytes - 4096:
+        if unary and n > self._fits(fmt):
             raise _Abort(bad, f"{n} {fmt} images may exceed the {self.max_message_bytes}-byte "
                               "message limit: use GenerateStream or fewer images")
         seed: int | None = None
