@@ -121,8 +121,10 @@ class Batcher:
         log.debug("dropped %d queued images (%s)", left, reason)
 
     def stop_accepting(self) -> None:
+        """Refuse new jobs; queued ones run at once (no more arrivals can fill a batch)."""
         with self._cond:
             self._accepting = False
+            self._cond.notify()
 
     def close(self) -> None:
         """Stop accepting, run what is queued (no more waiting for batches to fill), stop."""
@@ -146,7 +148,7 @@ class Batcher:
 
     def _wait_to_fill(self) -> None:
         """Under the lock: wait until the batch is full or the oldest job waited max_delay_s."""
-        while self._jobs and self._queued < self.max_batch and not self._closing:
+        while self._jobs and self._queued < self.max_batch and self._accepting:
             left = self._jobs[0].enqueued + self.max_delay_s - time.monotonic()
             if left <= 0:
                 return

@@ -98,8 +98,9 @@ class GeneratorServer:
         self._stopped.set()
         grace = self.config.grace_s if grace_s is None else grace_s
         log.info("shutting down: finishing in-flight requests (grace %.1f s)", grace)
-        self.health.enter_graceful_shutdown()
-        self._server.stop(grace).wait()
+        self.health.enter_graceful_shutdown()  # NOT_SERVING: load balancers move away
+        self.batcher.stop_accepting()  # queued requests run now, new ones get UNAVAILABLE
+        self._server.stop(grace).wait()  # no new RPCs; in-flight ones get `grace` seconds
         self.batcher.close()
         self._encoder.shutdown(wait=True)
         if self._httpd is not None:
