@@ -69,8 +69,16 @@ def test_sigterm_finishes_in_flight_work_then_exits_0(serve_proc: ServeProcess) 
     assert "received SIGTERM" in err and "stopped" in err
 
 
-def test_generate_through_server_equals_local_model(serve_proc: ServeProcess, g32: Path,
-                                                     tmp_path: Path) -> None:
+def test_generate_through_server_equals_local_model(g32: Path, tmp_path: Path) -> None:
+    serve_proc = ServeProcess(g32, "--max-batch-size", "4")  # 10 images: 3 batches
+    try:
+        _compare_server_and_local(serve_proc, g32, tmp_path)
+    finally:
+        serve_proc.proc.terminate()
+        assert serve_proc.proc.wait(timeout=30) == 0
+
+
+def _compare_server_and_local(serve_proc: ServeProcess, g32: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     remote = runner.invoke(app, ["generate", "--server", serve_proc.address, "-n", "10",
                                  "--seed", "1", "--out", str(tmp_path / "remote.png"),
