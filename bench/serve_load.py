@@ -182,7 +182,7 @@ def ratios(raw: dict[str, Any], batched: list[dict], unbatched: list[dict]) -> d
 
     out: dict[str, Any] = {}
     for fmt in FORMATS:
-        for n in SIZES:
+        for n in sorted({r["num_images"] for r in batched}):
             b, u = pick(batched, 32, n, fmt), pick(unbatched, 32, n, fmt)
             if b and u:
                 key = f"{fmt}_n{n}"
@@ -232,6 +232,12 @@ def main() -> None:
     parser.add_argument("--raw-max-batch", type=int, default=256)
     parser.add_argument("--duration-s", type=float, default=5.0, help="measured time per point")
     parser.add_argument("--warmup-s", type=float, default=1.0, help="unmeasured time per point")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY))
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES),
+                        help="images per request")
+    parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
+    parser.add_argument("--no-unbatched", action="store_true",
+                        help="skip the batching-off server (no c32_vs_unbatched ratio)")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny and short")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--client", help=argparse.SUPPRESS)  # the load-generating process
@@ -239,26 +245,28 @@ def main() -> None:
     if args.client:
         client_main(json.loads(args.client))
         return
-    conc, duration, warmup = CONCURRENCY, args.duration_s, args.warmup_s
+    conc, duration, warmup = tuple(args.concurrency), args.duration_s, args.warmup_s
     raw_max = args.raw_max_batch
     if args.quick:
-        conc, duration, warmup, raw_max = (1, 32), 0.3, 0.1, 16
+        conc, duration, warmup, raw_max = (1, 32), 0.5, 0.2, 16
     points = [{"concurrency": c, "num_images": n, "format": f}
-              for f in FORMATS for n in SIZES for c in conc]
+              for f in args.formats for n in args.sizes for c in conc]
     with tempfile.TemporaryDirectory() as tmp:
         models = args.model or default_models(Path(tmp), args.quick)
         report: dict[str, Any] = {
             "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
                      "machine": platform.machine()},
             "settings": {"duration_s": duration, "warmup_s": warmup, "concurrency": conc,
-                         "sizes": SIZES, "formats": FORMATS, "providers": args.providers,
+                         "sizes": args.sizes, "formats": args.formats,
+                         "providers": args.providers,
                          "server_max_batch": args.server_max_batch, "quick": args.quick},
             "models": []}
         for model in models:
             raw = raw_ort(model, args.providers, raw_max, duration)
             batched = serve_and_load(model, args.providers, args.server_max_batch, points,
                                      warmup, duration)
-            unbatched = serve_and_load(model, args.providers, 1, points, warmup, duration)
+            unbatched = [] if args.no_unbatched else serve_and_load(
+                model, args.providers, 1, points, warmup, duration)
             report["models"].append({"model": model.name, "raw_ort": raw, "batched": batched,
                                      "unbatched": unbatched,
                                      "ratios": ratios(raw, batched, unbatched)})
