@@ -144,7 +144,12 @@ class Batcher:
                 self._wait_to_fill()
                 parts = self._take()
             if parts:
-                self._compute(parts)
+                try:
+                    self._compute(parts)
+                except Exception as e:  # never let the one worker die: fail this batch only
+                    log.exception("batch of %d parts failed", len(parts))
+                    for job, _start, _stop in parts:
+                        job.parts.put(_failed(e))
 
     def _wait_to_fill(self) -> None:
         """Under the lock: wait until the batch is full or the oldest job waited max_delay_s."""
@@ -182,13 +187,7 @@ class Batcher:
         z = parts[0][0].z[parts[0][1]:parts[0][2]] if len(parts) == 1 else np.concatenate(
             [job.z[start:stop] for job, start, stop in parts])  # (B, nz)
         began = time.perf_counter()
-        try:
-            out = self._run(z)
-        except Exception as e:  # a model failure fails this batch's requests, not the server
-            log.exception("inference failed on a batch of %d images", len(z))
-            for job, _start, _stop in parts:
-                job.parts.put(_failed(e))
-            return
+        out = self._run(z)  # (B, C, H, W) or (B, H, W, C); a failure fails this batch only
         self._metrics.inference.observe(time.perf_counter() - began)
         self._metrics.batch_size.observe(len(z))
         self._metrics.images.inc(len(z))
