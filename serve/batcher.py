@@ -5,8 +5,9 @@ until the batch holds `max_batch` images, splitting a job that does not fit (its
 go first in the next batch), so a request's parts run in order. It waits for a batch to fill only
 while the oldest job has waited less than `max_delay_s`. Jobs that were cancelled or whose
 deadline passed are dropped before compute. After inference, each part's slice of the output is
-handed to an encoder thread pool, and its Future is put on the job's `parts` queue, in order,
-where the RPC handler picks it up.
+put on its job's `parts` queue, in order, where the job's RPC handler thread picks it up and
+converts and encodes it: encoding runs on the handlers (in parallel), never on the worker, and
+with no extra thread hop between the worker and the response.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -49,12 +48,14 @@ class Job:
     """One request: its latent, what to do with each part of the output, and its progress."""
 
     z: np.ndarray  # (n, nz) float32
-    encode: Callable[[np.ndarray, int], Any]  # (output slice, index of its first image) -> part
     deadline: float | None = None  # time.monotonic() after which nobody waits for the result
     enqueued: float = field(default_factory=time.monotonic)
     taken: int = 0  # images already handed to batches
     cancelled: bool = False
-    parts: queue.SimpleQueue[Future[Any]] = field(default_factory=queue.SimpleQueue)
+    # output slices (k, ...) of the model's raw output, in request order, or the exception that
+    # ends the job (Dropped, or an inference failure)
+    parts: queue.SimpleQueue[np.ndarray | BaseException] = field(
+        default_factory=queue.SimpleQueue)
 
     @property
     def size(self) -> int:
@@ -64,19 +65,12 @@ class Job:
         return self.deadline is not None and now >= self.deadline
 
 
-def _failed(error: BaseException) -> Future[Any]:
-    fut: Future[Any] = Future()
-    fut.set_exception(error)
-    return fut
-
-
 class Batcher:
     """The queue and its one inference worker; `run` is the model call (B, nz) -> outputs."""
 
-    def __init__(self, run: Callable[[np.ndarray], np.ndarray], *, encoder: Executor,
-                 metrics: Metrics, max_batch: int, max_delay_s: float, max_queue: int) -> None:
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], *, metrics: Metrics,
+                 max_batch: int, max_delay_s: float, max_queue: int) -> None:
         self._run = run
-        self._encoder = encoder
         self._metrics = metrics
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
@@ -117,7 +111,7 @@ class Batcher:
         self._queued -= left
         self._metrics.queue_depth.set(self._queued)
         self._metrics.dropped.labels(reason).inc(left)
-        job.parts.put(_failed(Dropped(reason, left)))
+        job.parts.put(Dropped(reason, left))
         log.debug("dropped %d queued images (%s)", left, reason)
 
     def stop_accepting(self) -> None:
@@ -149,7 +143,7 @@ class Batcher:
                 except Exception as e:  # never let the one worker die: fail this batch only
                     log.exception("batch of %d parts failed", len(parts))
                     for job, _start, _stop in parts:
-                        job.parts.put(_failed(e))
+                        job.parts.put(e)
 
     def _wait_to_fill(self) -> None:
         """Under the lock: wait until the batch is full or the oldest job waited max_delay_s."""
@@ -183,7 +177,7 @@ class Batcher:
         return parts
 
     def _compute(self, parts: list[tuple[Job, int, int]]) -> None:
-        """Run one batch and hand each part's output slice to the encoder pool."""
+        """Run one batch and hand each part's output slice to its job's handler."""
         z = parts[0][0].z[parts[0][1]:parts[0][2]] if len(parts) == 1 else np.concatenate(
             [job.z[start:stop] for job, start, stop in parts])  # (B, nz)
         began = time.perf_counter()
@@ -194,5 +188,5 @@ class Batcher:
         offset = 0
         for job, start, stop in parts:
             n = stop - start
-            job.parts.put(self._encoder.submit(job.encode, out[offset:offset + n], start))
+            job.parts.put(out[offset:offset + n])
             offset += n

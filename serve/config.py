@@ -61,8 +61,8 @@ class ServeConfig:
     """CPU threads of the one inference worker's ONNX Runtime calls; 0: one per usable core.
     Only one inference runs at a time, so this never oversubscribes the cores."""
     encode_threads: int = 0
-    """Threads encoding images (PNG, raw bytes) off the inference worker; 0: one per usable
-    core."""
+    """Most requests converting and encoding images (PNG, raw bytes) at once, each on its own
+    RPC thread, never on the inference worker; 0: one per usable core."""
     rpc_threads: int = 256
     """Most RPCs handled at once (each waiting request holds a thread while it is queued);
     further ones get RESOURCE_EXHAUSTED from gRPC itself."""

@@ -2,7 +2,7 @@
 
 Life cycle: `start()` loads and warms up the model (failing with one clear line when it cannot),
 binds, and only then reports SERVING; `stop()` reports NOT_SERVING, refuses new requests, lets
-in-flight and queued ones finish within the grace period, then stops the worker and the pools.
+in-flight and queued ones finish within the grace period, then stops the worker.
 `run_until_signal` is `gan serve`: start, wait for SIGTERM/SIGINT, stop, return.
 """
 
@@ -49,15 +49,14 @@ class GeneratorServer:
                                  intra_op_threads=c.intra_op_threads, fp16=c.fp16,
                                  cache_dir=c.trt_cache_dir)
         log.info("serving on provider %s", self.model.provider)
-        self._encoder = ThreadPoolExecutor(c.encode_threads or default_threads(),
-                                           thread_name_prefix="encode")
-        self.batcher = Batcher(self.model.run, encoder=self._encoder, metrics=self.metrics,
+        self.batcher = Batcher(self.model.run, metrics=self.metrics,
                                max_batch=c.max_batch_size,
                                max_delay_s=c.max_queue_delay_ms / 1000,
                                max_queue=c.max_queue_size)
         self.servicer = GeneratorServicer(self.model.info, self.model.provider, self.batcher,
                                           self.metrics, max_images=c.max_images_per_request,
-                                          max_message_bytes=c.max_message_bytes)
+                                          max_message_bytes=c.max_message_bytes,
+                                          encode_threads=c.encode_threads or default_threads())
         self._server = grpc.server(ThreadPoolExecutor(c.rpc_threads, thread_name_prefix="rpc"),
                                    options=message_options(c.max_message_bytes),
                                    maximum_concurrent_rpcs=c.rpc_threads)
@@ -92,7 +91,7 @@ class GeneratorServer:
 
     def stop(self, grace_s: float | None = None) -> None:
         """NOT_SERVING, refuse new requests, finish in-flight and queued ones within the grace
-        period (then cancel the rest), stop the worker and the pools. Idempotent."""
+        period (then cancel the rest), stop the worker. Idempotent."""
         if self._stopped.is_set():
             return
         self._stopped.set()
@@ -102,7 +101,6 @@ class GeneratorServer:
         self.batcher.stop_accepting()  # queued requests run now, new ones get UNAVAILABLE
         self._server.stop(grace).wait()  # no new RPCs; in-flight ones get `grace` seconds
         self.batcher.close()
-        self._encoder.shutdown(wait=True)
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()

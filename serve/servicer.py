@@ -8,6 +8,7 @@ and status code, and timed.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 
@@ -39,13 +40,16 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
     """Generate, GenerateStream and GetModelInfo over one model's batcher."""
 
     def __init__(self, info: GeneratorInfo, provider: str, batcher: Batcher, metrics: Metrics, *,
-                 max_images: int, max_message_bytes: int) -> None:
+                 max_images: int, max_message_bytes: int, encode_threads: int) -> None:
         self.info = info
         self.provider = provider
         self.batcher = batcher
         self.metrics = metrics
         self.max_images = max_images
         self.max_message_bytes = max_message_bytes
+        # handlers encode their own images; at most this many at once (Pillow's PNG encoder and
+        # numpy's copies release the GIL, so they run in parallel)
+        self._encoding = threading.BoundedSemaphore(encode_threads)
 
     # -- RPCs ----------------------------------------------------------------------------------
 
@@ -56,7 +60,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             job, seed, fmt = self._admit(request, context, unary=True)
             found: list[pb.Image] = []
             while len(found) < job.size:
-                found += self._next_part(job)
+                found += self._next_part(job, fmt)
             response = pb.GenerateResponse(images=found, model_id=self.info.model_id,
                                            first_index=0, seed=seed)
         except _Abort as e:
@@ -73,7 +77,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             per_message = self._fits(fmt)
             sent = 0
             while sent < job.size:
-                part = self._next_part(job)
+                part = self._next_part(job, fmt)
                 for i in range(0, len(part), per_message):  # each response within the limit
                     chunk = part[i:i + per_message]
                     yield pb.GenerateResponse(images=chunk, model_id=self.info.model_id,
@@ -108,7 +112,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         z, seed, fmt = self._validate(request, unary)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        job = Job(z=z, encode=self._encoder(fmt), deadline=deadline)
+        job = Job(z=z, deadline=deadline)
         if not context.add_callback(lambda: self.batcher.discard(job, _end_reason(context))):
             raise _Abort(grpc.StatusCode.CANCELLED, "the request ended before it was queued")
         try:
@@ -119,16 +123,18 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             raise _Abort(grpc.StatusCode.UNAVAILABLE, str(e)) from None
         return job, seed, fmt
 
-    def _next_part(self, job: Job) -> list[pb.Image]:
-        try:
-            return job.parts.get().result()
-        except Dropped as e:
-            code = (grpc.StatusCode.DEADLINE_EXCEEDED if e.reason == "deadline"
+    def _next_part(self, job: Job, fmt: str) -> list[pb.Image]:
+        """The job's next output slice from the worker, converted and encoded here."""
+        item = job.parts.get()
+        if isinstance(item, Dropped):
+            code = (grpc.StatusCode.DEADLINE_EXCEEDED if item.reason == "deadline"
                     else grpc.StatusCode.CANCELLED)
-            raise _Abort(code, str(e)) from None
-        except Exception:
-            log.exception("a batch failed")
-            raise _Abort(grpc.StatusCode.INTERNAL, "inference failed: see the server log") from None
+            raise _Abort(code, str(item))
+        if isinstance(item, BaseException):
+            log.error("a batch failed: %r", item)
+            raise _Abort(grpc.StatusCode.INTERNAL, "inference failed: see the server log")
+        with self._encoding:
+            return self._encode(item, fmt)
 
     def _fits(self, fmt: str) -> int:
         """How many images of `fmt` surely fit in one message (at least 1)."""
@@ -164,19 +170,14 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             raise _Abort(bad, str(e)) from None
         return z, seed, fmt
 
-    def _encoder(self, fmt: str):
-        """(output slice, first index) -> Image messages, run on the encoder pool."""
+    def _encode(self, raw: np.ndarray, fmt: str) -> list[pb.Image]:
+        """A raw output slice (k, ...) -> k Image messages in format `fmt`."""
         info, kind = self.info, TO_PB[fmt]
-
-        def encode(raw: np.ndarray, _first: int) -> list[pb.Image]:
-            arrays = images.convert(raw, info.output, fmt)  # (k, H, W, C)
-            return [pb.Image(data=images.encode(a, fmt), height=info.height, width=info.width,
-                             channels=info.channels, format=kind) for a in arrays]
-
-        return encode
+        arrays = images.convert(raw, info.output, fmt)  # (k, H, W, C)
+        return [pb.Image(data=images.encode(a, fmt), height=info.height, width=info.width,
+                         channels=info.channels, format=kind) for a in arrays]
 
 
 def _end_reason(context: grpc.ServicerContext) -> str:
     remaining = context.time_remaining()
     return "deadline" if remaining is not None and remaining <= 0 else "cancelled"
-
