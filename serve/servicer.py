@@ -83,6 +83,9 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
                     yield pb.GenerateResponse(images=chunk, model_id=self.info.model_id,
                                               first_index=sent, seed=seed)
                     sent += len(chunk)
+        except GeneratorExit:  # the client went away mid-stream; its callback drops the rest
+            self._finish("GenerateStream", grpc.StatusCode.CANCELLED, began)
+            raise
         except _Abort as e:
             self._finish("GenerateStream", e.code, began)
             context.abort(e.code, str(e))
