@@ -45,7 +45,7 @@ class Dropped(Exception):
 
 @dataclass(eq=False)
 class Job:
-    """One request: its latent, what to do with each part of the output, and its progress."""
+    """One request: its latent, its deadline, its progress, and the queue its results go to."""
 
     z: np.ndarray  # (n, nz) float32
     deadline: float | None = None  # time.monotonic() after which nobody waits for the result
@@ -88,7 +88,9 @@ class Batcher:
         with self._cond:
             if not self._accepting:
                 raise ShuttingDown("the server is shutting down: retry on another replica")
-            if job.cancelled:
+            if job.cancelled:  # its RPC ended before it got here: answer its handler at once
+                self._metrics.dropped.labels("cancelled").inc(job.size)
+                job.parts.put(Dropped("cancelled", job.size))
                 return
             if self._queued + job.size > self.max_queue:
                 raise QueueFull(f"queue full: {self._queued} of {self.max_queue} images are "

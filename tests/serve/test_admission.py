@@ -140,3 +140,28 @@ def test_cancelled_request_is_dropped_before_compute(models: dict[str, Path]) ->
         assert s.metrics.value("gan_serve_queue_depth_images") == 0
         good = client.generate(2, seed=1, format="raw_float32")  # still serving
         assert len(good.images) == 2 and np.isfinite(good.images[0]).all()
+
+
+def test_a_job_cancelled_before_it_is_queued_is_answered_not_stranded(
+        models: dict[str, Path]) -> None:
+    """The RPC's end can race with submit: the handler must get Dropped, never wait forever."""
+    from serve.batcher import Batcher, Dropped, Job
+    from serve.metrics import Metrics
+    from serve.model import ServedModel
+
+    metrics = Metrics(8)
+    model = ServedModel(models["g32"], providers="cpu")
+    batcher = Batcher(model.run, metrics=metrics, max_batch=8, max_delay_s=0.0, max_queue=64)
+    try:
+        job = Job(z=np.zeros((3, NZ), np.float32))
+        batcher.discard(job)  # the gRPC callback fired first
+        batcher.submit(job)
+        item = job.parts.get(timeout=5)
+        assert isinstance(item, Dropped) and item.reason == "cancelled"
+        assert metrics.value("gan_serve_images_dropped_total", reason="cancelled") == 3
+        assert metrics.value("gan_serve_images_generated_total") == 0
+        ok = Job(z=np.zeros((3, NZ), np.float32))
+        batcher.submit(ok)
+        assert job.parts.empty() and ok.parts.get(timeout=10).shape == (3, 1, 32, 32)
+    finally:
+        batcher.close()
