@@ -45,6 +45,22 @@ class GeneratorServer:
 
     def start(self) -> str:
         c = self.config
+        self._server = grpc.server(ThreadPoolExecutor(c.rpc_threads, thread_name_prefix="rpc"),
+                                   options=message_options(c.max_message_bytes),
+                                   maximum_concurrent_rpcs=c.rpc_threads)
+        self._bind()  # a taken port fails now, not after a long model load or engine build
+        try:
+            self._load_and_start()
+        except BaseException:
+            self._server.stop(None)
+            if self._httpd is not None:
+                self._httpd.server_close()
+            raise
+        log.info("gan.v1.Generator serving %s on %s", self.model.info.model_id, self.address)
+        return self.address
+
+    def _load_and_start(self) -> None:
+        c = self.config
         self.model = ServedModel(c.model, providers=c.providers, max_batch=c.max_batch_size,
                                  intra_op_threads=c.intra_op_threads, fp16=c.fp16,
                                  cache_dir=c.trt_cache_dir)
@@ -57,23 +73,21 @@ class GeneratorServer:
                                           self.metrics, max_images=c.max_images_per_request,
                                           max_message_bytes=c.max_message_bytes,
                                           encode_threads=c.encode_threads or default_threads())
-        self._server = grpc.server(ThreadPoolExecutor(c.rpc_threads, thread_name_prefix="rpc"),
-                                   options=message_options(c.max_message_bytes),
-                                   maximum_concurrent_rpcs=c.rpc_threads)
         pb_grpc.add_GeneratorServicer_to_server(self.servicer, self._server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
-        self._bind()
         if c.metrics_port is not None:
-            self._httpd = serve_http(self.metrics, c.host, c.metrics_port)
+            try:
+                self._httpd = serve_http(self.metrics, c.host, c.metrics_port)
+            except OSError as e:
+                raise UserError(f"cannot serve metrics on {c.host}:{c.metrics_port} "
+                                f"({e.strerror}): pick another --metrics-port") from None
             self.metrics_port = self._httpd.server_port
         self._server.start()
         for service in ("", SERVICE_NAME):  # the model is loaded and warmed up by now
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        log.info("gan.v1.Generator serving %s on %s", self.model.info.model_id, self.address)
-        return self.address
 
     def _bind(self) -> None:
         target = _address(self.config.host, self.config.port)

@@ -125,3 +125,19 @@ def test_gan_serve_load_failure_is_one_line_and_nonzero_exit(tmp_path: Path, whi
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: ") and message in lines[0]
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("flag", ["--port", "--metrics-port"])
+def test_a_taken_port_is_a_clear_error(flag: str, models: dict[str, Path]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        args = ["--port", port] if flag == "--port" else ["--port", "0", flag, port]
+        proc = subprocess.run([sys.executable, "-m", "gan", "serve", str(models["g32"]), *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and port in last and "Traceback" not in proc.stderr
