@@ -9,9 +9,13 @@ The metadata_props (METADATA_KEYS) say all of this in words, so nothing downstre
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
+import io
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 import gan
+from export.config import DEFAULT_OPSET, OUTPUTS, PRECISIONS
 from gan.atomic import atomic_write
 from train.model import Generator
 
@@ -27,24 +32,38 @@ log = logging.getLogger(__name__)
 
 FORMAT = "dcgan-forge/generator"
 FORMAT_VERSION = "1"
-DEFAULT_OPSET = 18
-OUTPUTS = ("float", "uint8")
 
 
 class ExportedGenerator(nn.Module):
-    """G with a flat latent input and, for output="uint8", the pixel conversion in the graph."""
+    """G with a flat latent input and, for output="uint8", the pixel conversion in the graph.
 
-    def __init__(self, generator: Generator, output: str) -> None:
+    precision="fp16" holds a half-precision copy of G between two casts, so the graph's weights
+    and arithmetic are fp16 while its input and output keep the float32/uint8 contract.
+    """
+
+    def __init__(self, generator: Generator, output: str, precision: str = "fp32") -> None:
         super().__init__()
-        self.generator = generator
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output kind {output!r}: use float or uint8")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}: use fp32 or fp16")
+        self.generator = copy.deepcopy(generator).half() if precision == "fp16" else generator
         self.output = output
+        self.precision = precision
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.generator(z)  # (B, C, H, W) in [-1, 1]
+        if self.precision == "fp16":
+            x = self.generator(z.half()).float()  # fp16 inside, float32 (B, C, H, W) out
+        else:
+            x = self.generator(z)  # (B, C, H, W) in [-1, 1]
         if self.output == "float":
             return x
         pixels = torch.round((x.clamp(-1, 1) + 1) * 127.5)  # [0, 255], round half to even
         return pixels.to(torch.uint8).permute(0, 2, 3, 1)  # (B, H, W, C)
+
+
+DOC = ("DCGAN generator (dcgan-forge). Input z: float32 [batch, nz], z ~ N(0, I). Output images: "
+       "see metadata_props output/layout/value_range. Read metadata_props for nz and the shape.")
 
 
 def sha256_file(path: Path) -> str:
@@ -85,23 +104,46 @@ def metadata(config: dict[str, Any], *, output: str, precision: str, opset: int,
 
 
 def to_onnx(generator: Generator, *, output: str = "float", opset: int = DEFAULT_OPSET,
-            meta: dict[str, str] | None = None) -> onnx.ModelProto:
-    """Trace the eval-mode generator with the dynamo exporter; dynamic batch; weights inline."""
-    if output not in OUTPUTS:
-        raise ValueError(f"unknown output kind {output!r}: use float or uint8")
-    module = ExportedGenerator(generator.eval(), output).eval()
+            precision: str = "fp32", meta: dict[str, str] | None = None) -> onnx.ModelProto:
+    """Trace the eval-mode generator with the dynamo exporter; dynamic batch; weights inline.
+
+    Eval mode turns BatchNorm into constants that the exporter's optimiser folds into the
+    transposed convolutions: the graph is Unsqueeze, (ConvTranspose, Relu) x L-1,
+    ConvTranspose, Tanh, plus the pixel conversion for output="uint8".
+    """
+    module = ExportedGenerator(generator.eval(), output, precision).eval()
     z = torch.randn(2, generator.nz)
     batch = torch.export.Dim("batch", min=1, max=65536)
-    program = torch.onnx.export(
-        module, (z,), dynamo=True, opset_version=opset, input_names=["z"],
-        output_names=["images"], dynamic_shapes={"z": {0: batch}}, external_data=False,
-        optimize=True, verbose=False,
-    )
+    with _quiet("onnx_ir", "onnxscript"), contextlib.redirect_stdout(io.StringIO()):
+        program = torch.onnx.export(
+            module, (z,), dynamo=True, opset_version=opset, input_names=["z"],
+            output_names=["images"], dynamic_shapes={"z": {0: batch}}, external_data=False,
+            optimize=True, verbose=False,
+        )
     model = program.model_proto
+    model.doc_string = DOC
     for key, value in (meta or {}).items():
         model.metadata_props.add(key=key, value=value)
+    external = [t.name for t in model.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:  # the contract is one file; an exporter change must not split it silently
+        raise RuntimeError(f"exporter left weights outside the model: {external[:3]}")
     onnx.checker.check_model(model, full_check=True)
     return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+
+
+@contextlib.contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """Hold the exporter's pass-by-pass INFO logs (and its stdout progress lines) back."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def save_atomic(model: onnx.ModelProto, path: Path) -> None:

@@ -51,6 +51,9 @@ class SessionOptions:
     restart reuses the engine instead of rebuilding it."""
     intra_op_threads: int = 0
     """CPU threads of one inference call (0: ONNX Runtime's default, one per core)."""
+    tf32: bool = True
+    """CUDA only: let float32 convolutions use TF32 tensor-core math (ONNX Runtime's default;
+    parity checks turn it off so that fp32 is checked at fp32 accuracy)."""
 
 
 @dataclass
@@ -66,7 +69,9 @@ class Session:
         return self.requested not in ("auto", self.provider)
 
 
-def _wanted(choice: str) -> list[str]:
+def wanted(choice: str) -> list[str]:
+    """The providers to try for `choice`, best first; ProviderError (one line) if it cannot run
+    here. Cheap (no session): callers check a choice before slow work."""
     if choice not in CHOICES:
         raise ProviderError(f"unknown provider {choice!r}: use one of {', '.join(CHOICES)}")
     order = ["tensorrt", "cuda", "cpu"]
@@ -74,12 +79,15 @@ def _wanted(choice: str) -> list[str]:
     available = set(ort.get_available_providers())
     if choice == "auto" and not has_nvidia_device():
         available &= {_NAMES["cpu"]}  # skip the GPU providers' noisy failed loads on CPU machines
-    wanted = [p for p in order[start:] if _NAMES[p] in available]
+    names = [p for p in order[start:] if _NAMES[p] in available]
     if choice != "auto" and choice != "cpu" and _NAMES[choice] not in available:
         raise ProviderError(f"provider {choice} is not in this onnxruntime build "
                             f"(it has {', '.join(sorted(_SHORT.get(a, a) for a in available))}); "
                             "install onnxruntime-gpu on a machine with CUDA")
-    return wanted
+    if choice in ("cuda", "tensorrt") and not has_nvidia_device():
+        raise ProviderError(f"provider {choice} needs an NVIDIA GPU and this machine has none "
+                            "(no NVIDIA driver found): use --providers cpu or auto")
+    return names
 
 
 def has_nvidia_device() -> bool:
@@ -89,6 +97,8 @@ def has_nvidia_device() -> bool:
 
 def _provider_options(name: str, model: Path, input_name: str, nz: int,
                       opts: SessionOptions) -> dict[str, Any]:
+    if name == "cuda":
+        return {"use_tf32": int(opts.tf32)}
     if name != "tensorrt":
         return {}
     cache = Path(opts.cache_dir) if opts.cache_dir else model.with_suffix(".trt-cache")
@@ -111,7 +121,7 @@ def create_session(model: str | Path, opts: SessionOptions | None = None) -> Ses
     """A session on the best provider that really loads, warmed up over the batch profile."""
     opts = opts or SessionOptions()
     model = Path(model)
-    wanted = _wanted(opts.providers)
+    tried = wanted(opts.providers)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if opts.intra_op_threads:
@@ -119,22 +129,34 @@ def create_session(model: str | Path, opts: SessionOptions | None = None) -> Ses
     probe = ort.InferenceSession(str(model), sess_options=so, providers=["CPUExecutionProvider"])
     z = probe.get_inputs()[0]
     nz = int(z.shape[1])
-    providers = [(_NAMES[p], _provider_options(p, model, z.name, nz, opts)) for p in wanted]
-    if wanted == ["cpu"]:
+    providers = [(_NAMES[p], _provider_options(p, model, z.name, nz, opts)) for p in tried]
+    if tried == ["cpu"]:
         session = probe
     else:
         session = ort.InferenceSession(str(model), sess_options=so, providers=providers)
     actual = _SHORT.get(session.get_providers()[0], session.get_providers()[0])
     result = Session(session=session, provider=actual, requested=opts.providers)
-    if result.fell_back:
-        if opts.providers != "auto" and actual == "cpu":
-            raise ProviderError(f"provider {opts.providers} did not load on this machine "
-                                "(ONNX Runtime fell back to CPU): see its log above for why")
-        log.warning("asked for %s, but ONNX Runtime runs the model on %s (%s did not load)",
-                    opts.providers, actual, opts.providers)
+    judge(result)
     warm_up(result, nz, opts)
     log.info("ONNX Runtime session on %s (asked: %s)", actual, opts.providers)
     return result
+
+
+def judge(session: Session) -> None:
+    """Accept what ONNX Runtime really built, or say in one line why it is not what was asked.
+
+    A GPU request that ends on the CPU is an error (the user asked for a GPU and would silently
+    get a slower machine); TensorRT ending on CUDA (libnvinfer missing, say) is a warning: the
+    model still runs on the GPU, and the warning and `Session.provider` say so.
+    """
+    if not session.fell_back:
+        return
+    if session.provider == "cpu":
+        raise ProviderError(f"provider {session.requested} did not load on this machine "
+                            "(ONNX Runtime fell back to CPU): see its log above for why")
+    log.warning("asked for %s, but ONNX Runtime runs the model on %s (%s did not load: for "
+                "TensorRT, check that libnvinfer is installed)",
+                session.requested, session.provider, session.requested)
 
 
 def warm_up(session: Session, nz: int, opts: SessionOptions) -> None:

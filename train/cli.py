@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from gan.fielddoc import help_for
-from train.config import DATASETS, DEVICES, LOSSES, PRECISIONS, SPLITS, TrainConfig
+from train.config import D_NORMS, DATASETS, DEVICES, LOSSES, PRECISIONS, SPLITS, TrainConfig
 
 _D = TrainConfig()  # the defaults, so flags and config never disagree
 
@@ -26,6 +26,7 @@ Loss = _choices("Loss", LOSSES)
 Precision = _choices("Precision", PRECISIONS)
 Device = _choices("Device", DEVICES)
 Split = _choices("Split", SPLITS)
+DNorm = _choices("DNorm", D_NORMS)
 
 
 def _h(name: str) -> str:
@@ -38,12 +39,13 @@ def train(
     data_dir: Annotated[str | None, typer.Option(help=_h("data_dir"))] = _D.data_dir,
     split: Annotated[Split, typer.Option(help=_h("split"))] = _D.split,  # type: ignore[valid-type, assignment]
     image_size: Annotated[int, typer.Option(help=_h("image_size"))] = _D.image_size,
+    channels: Annotated[int, typer.Option(help=_h("channels"))] = _D.channels,
     nz: Annotated[int, typer.Option(help=_h("nz"))] = _D.nz,
     ngf: Annotated[int, typer.Option(help=_h("ngf"))] = _D.ngf,
     ndf: Annotated[int, typer.Option(help=_h("ndf"))] = _D.ndf,
     loss: Annotated[Loss, typer.Option(help=_h("loss"))] = _D.loss,  # type: ignore[valid-type, assignment]
     d_steps: Annotated[int, typer.Option(help=_h("d_steps"))] = _D.d_steps,
-    d_norm: Annotated[str, typer.Option(help=_h("d_norm"))] = _D.d_norm,
+    d_norm: Annotated[DNorm, typer.Option(help=_h("d_norm"))] = _D.d_norm,  # type: ignore[valid-type, assignment]
     gp_weight: Annotated[float, typer.Option(help=_h("gp_weight"))] = _D.gp_weight,
     clip_value: Annotated[float, typer.Option(help=_h("clip_value"))] = _D.clip_value,
     lr_g: Annotated[float, typer.Option(help=_h("lr_g"))] = _D.lr_g,
@@ -55,6 +57,7 @@ def train(
     max_steps: Annotated[int, typer.Option(help=_h("max_steps"))] = _D.max_steps,
     precision: Annotated[Precision, typer.Option(help=_h("precision"))] = _D.precision,  # type: ignore[valid-type, assignment]
     channels_last: Annotated[bool, typer.Option(help=_h("channels_last"))] = _D.channels_last,
+    compile: Annotated[bool, typer.Option(help=_h("compile"))] = _D.compile,
     device: Annotated[Device, typer.Option(help=_h("device"))] = _D.device,  # type: ignore[valid-type, assignment]
     seed: Annotated[int, typer.Option(help=_h("seed"))] = _D.seed,
     out: Annotated[Path, typer.Option(help=_h("out"))] = Path(_D.out),

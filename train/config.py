@@ -76,10 +76,15 @@ class TrainConfig:
     max_steps: int = 0
     """Stop after this many generator steps (0: no limit; for smoke runs and benchmarks)."""
     precision: str = "auto"
-    """Autocast precision: fp32, bf16, fp16, or auto (bf16 on a CUDA GPU that has it, and on a CPU
-    with native bf16 instructions; fp32 elsewhere, where emulated bf16 is many times slower)."""
+    """Autocast precision: fp32, bf16, fp16, or auto (bf16 on a CPU with native bf16 instructions;
+    fp32 elsewhere: emulated bf16 is many times slower, and on a GPU these small models are
+    launch-bound, so bf16's casts cost more than they save)."""
     channels_last: bool = True
     """Use the channels_last memory format (faster convolutions on CPU and tensor cores)."""
+    compile: bool = True
+    """Compile G and D with torch.compile (inductor): fused kernels make each step several times
+    faster on CPU, after a warm-up of a minute or so on a small machine. Turn off for short smoke
+    runs."""
     device: str = "auto"
     """Training device: auto (cuda if available), cpu or cuda."""
     seed: int = 0

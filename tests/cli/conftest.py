@@ -1,16 +1,29 @@
-"""Fixtures: an exported generator for the CLI tests (shared with tests/serve via the file)."""
-
 from __future__ import annotations
 
-from pathlib import Path
+import sys
+from collections.abc import Callable
 
 import pytest
 
-from tests.serve.support import export_generator
+from gan.cli import main
+
+CliResult = tuple[int, str, str]
 
 
-@pytest.fixture(scope="session")
-def g32(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.getbasetemp() / "models"
-    folder.mkdir(exist_ok=True)
-    return export_generator(folder, "g32")
+@pytest.fixture
+def gan_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+            ) -> Callable[..., CliResult]:
+    """Run `gan ARGS...` in-process through the real entry point: (exit code, stdout, stderr)."""
+
+    def invoke(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["gan", *args])
+        monkeypatch.setenv("COLUMNS", "200")  # help tables wide enough to show whole flags
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke

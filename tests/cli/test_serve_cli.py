@@ -19,8 +19,17 @@ from typer.testing import CliRunner
 from gan.cli import app
 from serve import images
 from serve.client import GeneratorClient, request
+from tests.serve.support import export_generator
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def g32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny generator of tests/serve (the same file when both run in one session)."""
+    folder = tmp_path_factory.getbasetemp() / "models"
+    folder.mkdir(exist_ok=True)
+    return export_generator(folder, "g32")
 
 
 class ServeProcess:

@@ -1,0 +1,124 @@
+"""`gan export` and `gan info`: flags override ExportConfig; help texts are its docstrings.
+
+Only typer and the config are imported here; torch, onnx and onnxruntime load when a command runs.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from export.config import OUTPUTS, PRECISIONS, PROVIDERS, ExportConfig, parse_batch_sizes
+from gan.fielddoc import help_for
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
+
+
+Output = _choices("Output", OUTPUTS)
+Precision = _choices("Precision", PRECISIONS)
+Provider = _choices("Provider", PROVIDERS)
+_D = ExportConfig(checkpoint="")  # the defaults, so flags and config never disagree
+
+
+def _h(name: str) -> str:
+    from rich.markup import escape  # rich is loaded already (gan.cli's log handler)
+
+    return escape(help_for(ExportConfig, name))  # "[batch, C, H, W]" is not a rich style
+
+
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help=_h("checkpoint"), show_default=False)],
+    out: Annotated[Path, typer.Option(help=_h("out"))] = Path(_D.out),
+    opset: Annotated[int, typer.Option(help=_h("opset"))] = _D.opset,
+    output: Annotated[Output, typer.Option(help=_h("output"))] = _D.output,  # type: ignore[valid-type, assignment]
+    precision: Annotated[Precision, typer.Option(help=_h("precision"))] = _D.precision,  # type: ignore[valid-type, assignment]
+    check: Annotated[bool, typer.Option(help=_h("check"))] = _D.check,
+    batch_sizes: Annotated[str, typer.Option(help=_h("batch_sizes"))] = ",".join(
+        map(str, _D.batch_sizes)),
+    providers: Annotated[Provider, typer.Option(help=_h("providers"))] = _D.providers,  # type: ignore[valid-type, assignment]
+    seed: Annotated[int, typer.Option(help=_h("seed"))] = _D.seed,
+    tolerance: Annotated[float, typer.Option(help=_h("tolerance"))] = _D.tolerance,
+) -> None:
+    """Export a checkpoint's generator to one self-describing ONNX file and prove parity.
+
+    The model replaces --out only after its parity check passed; the report is written beside it.
+    """
+    config = ExportConfig(
+        checkpoint=str(checkpoint), out=str(out), opset=opset, output=_plain(output),
+        precision=_plain(precision), check=check, batch_sizes=parse_batch_sizes(batch_sizes),
+        providers=_plain(providers), seed=seed, tolerance=tolerance)
+
+    from export.artifact import export as run_export  # torch loads here, not at `gan --help`
+
+    result = run_export(config)
+    if result.report is not None:
+        for line in result.report.lines():
+            typer.echo(line)
+    typer.echo(f"wrote {result.model} ({result.size_bytes / 1e6:.2f} MB)"
+               + (f", report {result.report_path}" if result.report_path else
+                  " (parity not checked: --no-check)"))
+
+
+def info(
+    model: Annotated[Path, typer.Argument(help="An ONNX model written by `gan export`.",
+                                          show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Print what a model says about itself: metadata, inputs and outputs, size."""
+    from export.info import describe
+
+    d = describe(model)
+    if as_json:
+        typer.echo(json.dumps(d, indent=2))
+        return
+    _print_tables(d)
+
+
+def _print_tables(d: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    head = Table(title=f"{d['path']}", show_header=False, title_justify="left")
+    head.add_column(style="bold")
+    head.add_column(overflow="fold")
+    head.add_row("size", f"{d['size_bytes']:,} bytes ({d['parameters']:,} parameters)")
+    head.add_row("sha256", d["sha256"])
+    head.add_row("opsets", ", ".join(f"{k} {v}" for k, v in d["opsets"].items()))
+    head.add_row("producer", d["producer"])
+    head.add_row("dcgan-forge model", "yes" if d["dcgan_forge"] else "no (metadata missing)")
+    p = d["parity"]
+    head.add_row("parity", "not checked (no matching .parity.json)" if p is None else
+                 f"{'PASS' if p['passed'] else 'FAIL'} on {p['provider']}: max |diff| "
+                 f"{p['max_abs_diff']:.3g} {p['unit']}s (tolerance {p['tolerance']:g})")
+    console.print(head)
+    io = Table(title="inputs and outputs", title_justify="left")
+    for col in ("", "name", "dtype", "shape"):
+        io.add_column(col)
+    for kind in ("inputs", "outputs"):
+        for t in d[kind]:
+            shape = escape("[" + ", ".join(map(str, t["shape"])) + "]")  # [ ] is rich markup
+            io.add_row(kind[:-1], t["name"], t["dtype"], shape)
+    console.print(io)
+    meta = Table(title="metadata", title_justify="left")
+    meta.add_column("key", style="bold")
+    meta.add_column("value", overflow="fold")
+    for key, value in d["metadata"].items():
+        meta.add_row(escape(key), escape(value))
+    console.print(meta)
+
+
+def _plain(value: object) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(export)
+    app.command()(info)

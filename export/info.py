@@ -1,0 +1,64 @@
+"""What an exported model says about itself: metadata_props, inputs and outputs, size.
+
+`gan info` prints this; it reads the file with `onnx` only (no session, no torch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import onnx
+from onnx import helper
+
+from export.artifact import load_model
+from export.onnx import FORMAT, sha256_file
+
+
+def _tensor(value: onnx.ValueInfoProto) -> dict[str, Any]:
+    t = value.type.tensor_type
+    shape = [d.dim_param or d.dim_value for d in t.shape.dim]
+    return {"name": value.name, "dtype": helper.tensor_dtype_to_np_dtype(t.elem_type).name,
+            "shape": shape}
+
+
+def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A JSON-ready description of the model at `path`."""
+    p = Path(path)
+    model = load_model(p)
+    meta = {m.key: m.value for m in model.metadata_props}
+    graph = model.graph
+    params = sum(math.prod(t.dims) for t in graph.initializer)  # works without external data
+    init_names = {t.name for t in graph.initializer}
+    return {
+        "path": str(p),
+        "size_bytes": p.stat().st_size,
+        "sha256": sha256_file(p),
+        "dcgan_forge": meta.get("format") == FORMAT,
+        "ir_version": model.ir_version,
+        "opsets": {op.domain or "ai.onnx": op.version for op in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "parameters": params,
+        "inputs": [_tensor(v) for v in graph.input if v.name not in init_names],
+        "outputs": [_tensor(v) for v in graph.output],
+        "operators": sorted({n.op_type for n in graph.node}),
+        "metadata": meta,
+        "parity": parity_of(p),
+    }
+
+
+def parity_of(model: Path) -> dict[str, Any] | None:
+    """The verdict of <name>.parity.json when it belongs to this very file (same sha256)."""
+    report = model.with_suffix(".parity.json")
+    try:
+        r = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(r, dict) or r.get("model_sha256") != sha256_file(model):
+        return None
+    worst = max((b["max_abs_diff"] for b in r.get("batches", [])), default=None)
+    return {"report": str(report), "passed": r.get("passed"), "provider": r.get("provider"),
+            "max_abs_diff": worst, "unit": r.get("unit"), "tolerance": r.get("tolerance")}

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+
+from train.config import TrainConfig
+
+
+def test_help_documents_every_option(gan_cli) -> None:
+    code, out, _ = gan_cli("train", "--help")
+    assert code == 0
+    text = re.sub(r"\s+", " ", re.sub(r"[│╭╮╰╯─]", " ", out))
+    for f in fields(TrainConfig):
+        assert f"--{f.name.replace('_', '-')}" in text, f.name
+    assert "--resume" in text and "torchrun" in text
+
+
+def test_help_is_fast_and_imports_no_heavy_stack() -> None:
+    code = ("import sys; from gan.cli import app; "
+            "heavy = [m for m in ('torch', 'onnxruntime', 'grpc', 'onnx') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--image-size", "48"], "image size 48 is not supported"),
+    (["--batch-size", "0"], "batch_size must be at least 1"),
+    (["--dataset", "folder"], "needs --data-dir"),
+    (["--dataset", "folder", "--data-dir", "/nonexistent/images"], "is not a directory"),
+])
+def test_bad_input_is_one_line(gan_cli, tmp_path: Path, args: list[str], message: str) -> None:
+    code, _, err = gan_cli("train", "--out", str(tmp_path / "run"), *args)
+    assert code == 1
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_unknown_loss_is_a_usage_error(gan_cli, tmp_path: Path) -> None:
+    code, _, err = gan_cli("train", "--loss", "bce", "--out", str(tmp_path))
+    assert code == 2 and "bce" in err
+
+
+def test_resume_without_or_with_foreign_checkpoint(gan_cli, tmp_path: Path) -> None:
+    code, _, err = gan_cli("train", "--resume", "--out", str(tmp_path / "none"))
+    assert code == 1 and "--resume: no checkpoint" in err
+    foreign = tmp_path / "foreign" / "checkpoints" / "last.pt"
+    foreign.parent.mkdir(parents=True)
+    torch.save({"model": {}}, foreign)
+    code, _, err = gan_cli("train", "--resume", "--out", str(tmp_path / "foreign"))
+    assert code == 1 and "not a dcgan-forge checkpoint" in err
+
+
+@pytest.mark.fashion_mnist
+def test_train_command_end_to_end(gan_cli, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, _, err = gan_cli("train", "--split", "test", "--ngf", "8", "--ndf", "8",
+                           "--batch-size", "16", "--max-steps", "2", "--out", str(out))
+    assert code == 0, err
+    assert (out / "checkpoints" / "last.pt").is_file()
+    assert (out / "samples" / "step-2.png").is_file()
+    code, _, err = gan_cli("train", "--resume", "--max-steps", "3", "--out", str(out))
+    assert code == 0, err
+    assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"] == 3

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from train import checkpoint
+from train.checkpoint import CheckpointError
+
+pytestmark = pytest.mark.fashion_mnist
+
+
+def test_round_trip_weights_only(tiny_run: Path) -> None:
+    ckpt = torch.load(tiny_run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["format"] == checkpoint.FORMAT and ckpt["format_version"] == 1
+    assert ckpt["step"] == 4 and ckpt["config"]["channels"] == 1
+    assert {"generator", "discriminator", "optimizer_g", "optimizer_d", "rng", "epoch"} <= set(ckpt)
+    g = checkpoint.build_generator(checkpoint.load(tiny_run))  # a run dir means its last.pt
+    assert not g.training
+    assert g(torch.randn(2, 100)).shape == (2, 1, 32, 32)
+    for k, v in g.state_dict().items():
+        assert torch.equal(v, ckpt["generator"][k])
+
+
+def test_periodic_checkpoints_are_pruned(tiny_run: Path) -> None:
+    steps = [s for s, _ in checkpoint.step_files(tiny_run / "checkpoints")]
+    assert steps == [2, 4]  # checkpoint_every 2, keep 2
+    assert not list((tiny_run / "checkpoints").glob(".*.tmp"))
+
+
+def test_crash_mid_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    path = tmp_path / "last.pt"
+    checkpoint.atomic_save({"format": checkpoint.FORMAT, "step": 1}, path)
+    before = path.read_bytes()
+
+    def torn_save(obj: object, f: object) -> None:
+        f.write(b"half a checkpoint")  # type: ignore[attr-defined]
+        raise KeyboardInterrupt  # killed mid-write
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.atomic_save({"step": 2}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary left behind
+
+
+def test_foreign_and_corrupt_files(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a dcgan-forge checkpoint"):
+        checkpoint.load(foreign)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        checkpoint.load(corrupt)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        checkpoint.load(tmp_path / "missing")
+
+
+def test_newer_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.pt"
+    torch.save({"format": checkpoint.FORMAT, "format_version": 99}, path)
+    with pytest.raises(CheckpointError, match="upgrade"):
+        checkpoint.load(path)

@@ -1,0 +1,86 @@
+"""Real training steps on the real Fashion-MNIST test split, with tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from train import checkpoint
+from train.checkpoint import CheckpointError
+from train.config import LOSSES, ConfigError
+from train.loop import run
+
+from .conftest import TINY, train_tiny
+
+pytestmark = pytest.mark.fashion_mnist
+
+
+def test_run_writes_everything(tiny_run: Path) -> None:
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["channels"] == 1 and config["dataset"] == "fashion-mnist"  # resolved
+    grid = Image.open(tiny_run / "samples" / "step-4.png")
+    assert grid.size == (4 * 34 + 2, 4 * 34 + 2)  # 16 samples, 4 x 4, 2 px padding
+    lines = [json.loads(x) for x in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [2, 4]
+    assert {"loss/d", "loss/g", "d/real", "d/fake", "speed/images_per_s"} <= set(lines[0])
+    assert all(0 <= x["d/real"] <= 1 for x in lines)
+    assert list((tiny_run / "tb").glob("events.out.tfevents.*"))
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    ckpt = checkpoint.load(run_dir)
+    return {**{f"g.{k}": v for k, v in ckpt["generator"].items()},
+            **{f"d.{k}": v for k, v in ckpt["discriminator"].items()}}
+
+
+def test_resume_is_exact(tmp_path: Path) -> None:
+    """Interrupted at step 3 (mid-epoch, off the checkpoint cadence) and resumed to step 7, a run
+    ends with the same weights, bit for bit, as one that ran 7 steps straight."""
+    straight = train_tiny(tmp_path / "straight", max_steps=7, loss="wgan-gp", d_steps=2)
+    cut = train_tiny(tmp_path / "cut", max_steps=3, loss="wgan-gp", d_steps=2)
+    run({"max_steps": 7}, out=str(cut), resume=True)
+    a, b = _weights(straight), _weights(cut)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged"
+    assert checkpoint.load(cut)["step"] == 7
+
+
+def test_resume_errors(tmp_path: Path, tiny_run: Path) -> None:
+    with pytest.raises(CheckpointError, match="--resume: no checkpoint"):
+        run({}, out=str(tmp_path / "empty"), resume=True)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        run(TINY, out=str(tiny_run))  # never silently overwrites a run
+    with pytest.raises(ConfigError, match="--ngf cannot change when resuming"):
+        run({"ngf": 16}, out=str(tiny_run), resume=True)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_trains(tmp_path: Path, loss: str) -> None:
+    out = train_tiny(tmp_path / loss, loss=loss, max_steps=2, d_steps=2, log_every=1)
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 2
+    assert all(torch.isfinite(torch.tensor([x["loss/d"], x["loss/g"]])).all() for x in lines)
+
+
+def test_d_steps_consume_a_batch_each(tmp_path: Path) -> None:
+    out = train_tiny(tmp_path / "k3", d_steps=3, max_steps=1, log_every=1)
+    line = json.loads((out / "metrics.jsonl").read_text())
+    assert line["step"] == 1  # one generator step ...
+    optimizer_d = checkpoint.load(out)["optimizer_d"]["state"]
+    assert int(next(iter(optimizer_d.values()))["step"]) == 3  # ... after three D steps
+
+
+def test_an_epoch_ends_with_a_sample(tmp_path: Path) -> None:
+    # 10000 test images / (batch 1000) = 10 steps per epoch; 2 epochs.
+    out = train_tiny(tmp_path / "epochs", batch_size=1000, epochs=2, log_every=5)
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-10.png", "step-20.png"]
+    assert checkpoint.load(out)["epoch"] == 2
+
+
+def test_bf16_autocast_on_cpu(tmp_path: Path) -> None:
+    out = train_tiny(tmp_path / "bf16", precision="bf16", max_steps=1, log_every=1)
+    assert checkpoint.load(out)["generator"]["main.0.weight"].dtype == torch.float32
