@@ -1,0 +1,142 @@
+"""The serving and generation configurations: typed dataclasses, documented field by field.
+
+`gan serve` and `gan generate` only override these defaults. No heavy import here (no
+onnxruntime, no grpc): `gan --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gan.errors import UserError
+
+PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
+FORMATS = ("png", "raw_uint8", "raw_float32")
+
+
+def message_options(max_bytes: int) -> list[tuple[str, int]]:
+    """gRPC channel/server options setting both message size limits (server and client)."""
+    return [("grpc.max_send_message_length", max_bytes),
+            ("grpc.max_receive_message_length", max_bytes)]
+
+
+class ServeConfigError(UserError):
+    """A serving setting that cannot work."""
+
+
+@dataclass(kw_only=True)
+class ServeConfig:
+    """Everything that defines a running `gan serve`."""
+
+    model: str = ""
+    """The generator to serve: an ONNX file written by `gan export`."""
+    host: str = "127.0.0.1"
+    """Address to listen on (0.0.0.0 or [::] to accept connections from other machines)."""
+    port: int = 50051
+    """gRPC port; 0 picks a free one (the bound address is printed on start-up)."""
+    providers: str = "auto"
+    """ONNX Runtime execution provider: auto (TensorRT, then CUDA, then CPU: the first that
+    really loads), tensorrt, cuda or cpu. The chosen one is logged and reported by
+    GetModelInfo."""
+    fp16: bool = False
+    """TensorRT only: let TensorRT build fp16 kernels (faster; images differ slightly)."""
+    trt_cache_dir: str | None = None
+    """TensorRT engine and timing cache folder (default: <model>.trt-cache/ beside the model)."""
+    max_batch_size: int = 64
+    """Largest inference batch, in images (not requests): queued requests are merged up to this
+    many images, and larger requests are split across batches."""
+    max_queue_delay_ms: float = 0.0
+    """How long the oldest queued request may wait for a batch to fill before it runs anyway, in
+    ms. 0 (like Triton's default): run at once with whatever is queued; under load requests still
+    pile up while the previous batch runs, so batches form by themselves."""
+    max_queue_size: int = 1024
+    """Most images waiting in the queue; a request that does not fit fails at once with
+    RESOURCE_EXHAUSTED, so the server never grows without bound."""
+    max_images_per_request: int = 256
+    """Largest num_images one request may ask for (at most --max-queue-size)."""
+    max_message_mb: int = 64
+    """Largest gRPC message sent or received, in MiB (Generate responses over it are refused
+    with a hint to use GenerateStream)."""
+    intra_op_threads: int = 0
+    """CPU threads of the one inference worker's ONNX Runtime calls; 0: one per usable core.
+    Only one inference runs at a time, so this never oversubscribes the cores."""
+    encode_threads: int = 0
+    """Most requests converting and encoding images (PNG, raw bytes) at once, each on its own
+    RPC thread, never on the inference worker; 0: one per usable core."""
+    rpc_threads: int = 256
+    """Most RPCs handled at once (each waiting request holds a thread while it is queued);
+    further ones get RESOURCE_EXHAUSTED from gRPC itself."""
+    grace_s: float = 30.0
+    """On SIGTERM/SIGINT: stop accepting, then give in-flight and queued requests this many
+    seconds to finish before they are cancelled."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on http://HOST:PORT/metrics (0 picks a free port); unset: off."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ServeConfigError with one clear line for the first value that cannot work."""
+        if self.providers not in PROVIDERS:
+            raise ServeConfigError(f"unknown provider {self.providers!r}: use one of "
+                                   f"{', '.join(PROVIDERS)}")
+        positive = ("max_batch_size", "max_queue_size", "max_images_per_request",
+                    "max_message_mb", "rpc_threads")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ServeConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_images_per_request > self.max_queue_size:
+            raise ServeConfigError(
+                f"max_images_per_request ({self.max_images_per_request}) cannot exceed "
+                f"max_queue_size ({self.max_queue_size}): such a request could never be queued")
+        if not 0 <= self.port <= 65535 or not (self.metrics_port is None
+                                                or 0 <= self.metrics_port <= 65535):
+            raise ServeConfigError("ports must be between 0 and 65535")
+        if min(self.max_queue_delay_ms, self.grace_s, self.intra_op_threads,
+               self.encode_threads) < 0:
+            raise ServeConfigError("max_queue_delay_ms, grace_s and thread counts must not be "
+                                   "negative")
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.max_message_mb * 1024 * 1024
+
+
+@dataclass(kw_only=True)
+class GenerateConfig:
+    """What `gan generate` makes, and where from."""
+
+    num_images: int = 16
+    """How many images to generate."""
+    seed: int | None = None
+    """Latent seed (see the determinism rule); unset: a random one, printed so the images can be
+    made again."""
+    server: str | None = None
+    """A running `gan serve` to ask, as HOST:PORT."""
+    model: str | None = None
+    """An ONNX generator to run locally instead of asking a server (same latents, same images)."""
+    out: str | None = None
+    """Write all images as one grid PNG to this file."""
+    out_dir: str | None = None
+    """Write one PNG per image (000000.png, 000001.png, ...) into this folder."""
+    nrow: int = 0
+    """Images per grid row; 0: a square-ish grid (ceil(sqrt(n)) per row)."""
+    timeout_s: float = 60.0
+    """Deadline of the server call, in seconds."""
+    providers: str = "cpu"
+    """With --model: ONNX Runtime provider (auto, tensorrt, cuda, cpu)."""
+
+    def __post_init__(self) -> None:
+        if (self.server is None) == (self.model is None):
+            raise ServeConfigError("give exactly one of --server HOST:PORT or --model FILE.onnx")
+        if not self.out and not self.out_dir:
+            raise ServeConfigError("give --out GRID.png and/or --out-dir DIR for the images")
+        if self.num_images < 1:
+            raise ServeConfigError(f"num_images must be at least 1, got {self.num_images}")
+        if self.seed is not None and not 0 <= self.seed < 2**64:
+            raise ServeConfigError("seed must be between 0 and 2^64 - 1")
+        if self.providers not in PROVIDERS:
+            raise ServeConfigError(f"unknown provider {self.providers!r}: use one of "
+                                   f"{', '.join(PROVIDERS)}")
+        if self.nrow < 0 or self.timeout_s <= 0:
+            raise ServeConfigError("nrow must not be negative and timeout_s must be positive")

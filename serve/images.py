@@ -1,0 +1,80 @@
+"""Pixels: the generator's raw output to per-image arrays, PNG or raw bytes, and grids.
+
+Shapes: a float model gives (B, C, H, W) float32 in [-1, 1]; a uint8 model (B, H, W, C) uint8.
+Every image leaves here channels-last (H, W, C), the layout of PNG and of the raw formats.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+from PIL import Image
+
+FORMATS = ("png", "raw_uint8", "raw_float32")
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """(B, C, H, W) float in [-1, 1] -> (B, H, W, C) uint8: round((clamp(x) + 1) * 127.5).
+
+    np.rint rounds half to even, like torch.round in export's uint8 graph, so both agree.
+    """
+    pixels = np.rint((np.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+    return np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))
+
+
+def to_float(x: np.ndarray) -> np.ndarray:
+    """(B, C, H, W) float32 -> (B, H, W, C) float32, values unchanged."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.float32)
+
+
+def convert(raw: np.ndarray, output: str, fmt: str) -> np.ndarray:
+    """A model's raw output batch (its `output` kind) -> (B, H, W, C) arrays for format `fmt`."""
+    if output == "float":
+        return to_float(raw) if fmt == "raw_float32" else to_uint8(raw)
+    if fmt == "raw_float32":  # uint8 model: map pixels back to [-1, 1]
+        return raw.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+    return np.ascontiguousarray(raw, dtype=np.uint8)
+
+
+def png(image: np.ndarray) -> bytes:
+    """(H, W, C) uint8, C = 1 or 3 -> PNG bytes (8-bit grayscale or RGB)."""
+    pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def encode(image: np.ndarray, fmt: str) -> bytes:
+    """One (H, W, C) image from `convert` -> the bytes of format `fmt`."""
+    if fmt == "png":
+        return png(image)
+    if fmt == "raw_float32":
+        return image.astype("<f4", copy=False).tobytes()
+    return image.tobytes()
+
+
+def decode(data: bytes, fmt: str, height: int, width: int, channels: int) -> np.ndarray:
+    """The inverse of `encode`: bytes -> (H, W, C) uint8 (png, raw_uint8) or float32."""
+    if fmt == "png":
+        arr = np.asarray(Image.open(io.BytesIO(data)))
+        return arr.reshape(height, width, channels)
+    dtype = np.dtype("<f4") if fmt == "raw_float32" else np.dtype(np.uint8)
+    return np.frombuffer(data, dtype=dtype).reshape(height, width, channels)
+
+
+def grid(images: list[np.ndarray], nrow: int = 0, padding: int = 2) -> np.ndarray:
+    """(H, W, C) uint8 images -> one (H', W', C) uint8 grid, `nrow` per row (0: ceil(sqrt(n))),
+    `padding` black pixels around each image (torchvision.utils.make_grid's layout)."""
+    n = len(images)
+    h, w, c = images[0].shape
+    per_row = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / per_row)
+    out = np.zeros((rows * (h + padding) + padding, per_row * (w + padding) + padding, c),
+                   np.uint8)
+    for i, image in enumerate(images):
+        top = (i // per_row) * (h + padding) + padding
+        left = (i % per_row) * (w + padding) + padding
+        out[top:top + h, left:left + w] = image
+    return out

@@ -1,0 +1,142 @@
+"""The gRPC server: model + batcher + servicer, health and reflection, metrics, graceful stop.
+
+Life cycle: `start()` loads and warms up the model (failing with one clear line when it cannot),
+binds, and only then reports SERVING; `stop()` reports NOT_SERVING, refuses new requests, lets
+in-flight and queued ones finish within the grace period, then stops the worker.
+`run_until_signal` is `gan serve`: start, wait for SIGTERM/SIGINT, stop, return.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gan.errors import UserError
+from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
+from serve.batcher import Batcher
+from serve.config import ServeConfig, message_options
+from serve.metrics import Metrics, serve_http
+from serve.model import ServedModel, default_threads
+from serve.servicer import SERVICE_NAME, GeneratorServicer
+
+log = logging.getLogger(__name__)
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class GeneratorServer:
+    """One served model. `start()` returns the bound "host:port"; `stop()` drains and stops."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.port = 0
+        self.metrics_port: int | None = None
+        self.metrics = Metrics(config.max_batch_size)
+        self._stopped = threading.Event()
+        self._httpd = None
+
+    def start(self) -> str:
+        c = self.config
+        self._server = grpc.server(ThreadPoolExecutor(c.rpc_threads, thread_name_prefix="rpc"),
+                                   options=message_options(c.max_message_bytes),
+                                   maximum_concurrent_rpcs=c.rpc_threads)
+        self._bind()  # a taken port fails now, not after a long model load or engine build
+        try:
+            self._load_and_start()
+        except BaseException:
+            self._server.stop(None)
+            if self._httpd is not None:
+                self._httpd.server_close()
+            raise
+        log.info("gan.v1.Generator serving %s on %s", self.model.info.model_id, self.address)
+        return self.address
+
+    def _load_and_start(self) -> None:
+        c = self.config
+        self.model = ServedModel(c.model, providers=c.providers, max_batch=c.max_batch_size,
+                                 intra_op_threads=c.intra_op_threads, fp16=c.fp16,
+                                 cache_dir=c.trt_cache_dir)
+        log.info("serving on provider %s", self.model.provider)
+        self.batcher = Batcher(self.model.run, metrics=self.metrics,
+                               max_batch=c.max_batch_size,
+                               max_delay_s=c.max_queue_delay_ms / 1000,
+                               max_queue=c.max_queue_size)
+        self.servicer = GeneratorServicer(self.model.info, self.model.provider, self.batcher,
+                                          self.metrics, max_images=c.max_images_per_request,
+                                          max_message_bytes=c.max_message_bytes,
+                                          encode_threads=c.encode_threads or default_threads())
+        pb_grpc.add_GeneratorServicer_to_server(self.servicer, self._server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
+        if c.metrics_port is not None:
+            try:
+                self._httpd = serve_http(self.metrics, c.host, c.metrics_port)
+            except OSError as e:
+                raise UserError(f"cannot serve metrics on {c.host}:{c.metrics_port} "
+                                f"({e.strerror}): pick another --metrics-port") from None
+            self.metrics_port = self._httpd.server_port
+        self._server.start()
+        for service in ("", SERVICE_NAME):  # the model is loaded and warmed up by now
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    def _bind(self) -> None:
+        target = _address(self.config.host, self.config.port)
+        try:
+            self.port = self._server.add_insecure_port(target)
+        except RuntimeError:
+            self.port = 0
+        if not self.port:
+            raise UserError(f"cannot listen on {target}: is the port in use, or the host not an "
+                            "address of this machine? (--port 0 picks a free port)")
+
+    @property
+    def address(self) -> str:
+        return _address(self.config.host, self.port)
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """NOT_SERVING, refuse new requests, finish in-flight and queued ones within the grace
+        period (then cancel the rest), stop the worker. Idempotent."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        grace = self.config.grace_s if grace_s is None else grace_s
+        log.info("shutting down: finishing in-flight requests (grace %.1f s)", grace)
+        self.health.enter_graceful_shutdown()  # NOT_SERVING: load balancers move away
+        self.batcher.stop_accepting()  # queued requests run now, new ones get UNAVAILABLE
+        self._server.stop(grace).wait()  # no new RPCs; in-flight ones get `grace` seconds
+        self.batcher.close()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        log.info("stopped")
+
+
+def run_until_signal(config: ServeConfig, on_started=None) -> None:
+    """`gan serve`: start, call `on_started(server)`, wait for SIGTERM or SIGINT, drain, stop."""
+    server = GeneratorServer(config)
+    server.start()
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if on_started is not None:
+            on_started(server)
+        stop.wait()
+    finally:
+        server.stop()
+        for s, h in previous.items():
+            signal.signal(s, h)

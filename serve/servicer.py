@@ -1,0 +1,186 @@
+"""The gan.v1.Generator service: validates requests, queues them on the batcher, answers.
+
+Bad input ends in INVALID_ARGUMENT before anything is queued, so it never touches other requests;
+a full queue is RESOURCE_EXHAUSTED, shutting down is UNAVAILABLE. Each RPC is counted by method
+and status code, and timed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+
+from serve import images, latent
+from serve._proto.gan.v1 import generator_pb2 as pb
+from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
+from serve.batcher import Batcher, Dropped, Job, QueueFull, ShuttingDown
+from serve.formats import FROM_PB, TO_PB
+from serve.metrics import Metrics
+from serve.model import GeneratorInfo
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Generator"].full_name  # "gan.v1.Generator"
+
+
+class _Abort(Exception):
+    """A request ends with this status code and message."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class GeneratorServicer(pb_grpc.GeneratorServicer):
+    """Generate, GenerateStream and GetModelInfo over one model's batcher."""
+
+    def __init__(self, info: GeneratorInfo, provider: str, batcher: Batcher, metrics: Metrics, *,
+                 max_images: int, max_message_bytes: int, encode_threads: int) -> None:
+        self.info = info
+        self.provider = provider
+        self.batcher = batcher
+        self.metrics = metrics
+        self.max_images = max_images
+        self.max_message_bytes = max_message_bytes
+        # handlers encode their own images; at most this many at once (Pillow's PNG encoder and
+        # numpy's copies release the GIL, so they run in parallel)
+        self._encoding = threading.BoundedSemaphore(encode_threads)
+
+    # -- RPCs ----------------------------------------------------------------------------------
+
+    def Generate(self, request: pb.GenerateRequest,
+                 context: grpc.ServicerContext) -> pb.GenerateResponse:
+        began = time.perf_counter()
+        try:
+            job, seed, fmt = self._admit(request, context, unary=True)
+            found: list[pb.Image] = []
+            while len(found) < job.size:
+                found += self._next_part(job, fmt)
+            response = pb.GenerateResponse(images=found, model_id=self.info.model_id,
+                                           first_index=0, seed=seed)
+        except _Abort as e:
+            self._finish("Generate", e.code, began)
+            context.abort(e.code, str(e))
+        self._finish("Generate", grpc.StatusCode.OK, began)
+        return response
+
+    def GenerateStream(self, request: pb.GenerateRequest,
+                       context: grpc.ServicerContext) -> Iterator[pb.GenerateResponse]:
+        began = time.perf_counter()
+        try:
+            job, seed, fmt = self._admit(request, context, unary=False)
+            per_message = self._fits(fmt)
+            sent = 0
+            while sent < job.size:
+                part = self._next_part(job, fmt)
+                for i in range(0, len(part), per_message):  # each response within the limit
+                    chunk = part[i:i + per_message]
+                    yield pb.GenerateResponse(images=chunk, model_id=self.info.model_id,
+                                              first_index=sent, seed=seed)
+                    sent += len(chunk)
+        except GeneratorExit:  # the client went away mid-stream; its callback drops the rest
+            self._finish("GenerateStream", grpc.StatusCode.CANCELLED, began)
+            raise
+        except _Abort as e:
+            self._finish("GenerateStream", e.code, began)
+            context.abort(e.code, str(e))
+        self._finish("GenerateStream", grpc.StatusCode.OK, began)
+
+    def GetModelInfo(self, request: pb.GetModelInfoRequest,
+                     context: grpc.ServicerContext) -> pb.ModelInfo:
+        began = time.perf_counter()
+        i = self.info
+        info = pb.ModelInfo(
+            model_id=i.model_id, nz=i.nz, height=i.height, width=i.width, channels=i.channels,
+            class_names=i.class_names, dataset=i.dataset, max_images_per_request=self.max_images,
+            max_batch_size=self.batcher.max_batch, max_message_bytes=self.max_message_bytes,
+            provider=self.provider, metadata=i.metadata)
+        self._finish("GetModelInfo", grpc.StatusCode.OK, began)
+        return info
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _finish(self, method: str, code: grpc.StatusCode, began: float) -> None:
+        self.metrics.requests.labels(method, code.name).inc()
+        self.metrics.latency.labels(method).observe(time.perf_counter() - began)
+
+    def _admit(self, request: pb.GenerateRequest, context: grpc.ServicerContext,
+               unary: bool) -> tuple[Job, int | None, str]:
+        """Validate, build the job and queue it; its RPC's end drops whatever is still queued."""
+        z, seed, fmt = self._validate(request, unary)
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        job = Job(z=z, deadline=deadline)
+        if not context.add_callback(lambda: self.batcher.discard(job, _end_reason(context))):
+            raise _Abort(grpc.StatusCode.CANCELLED, "the request ended before it was queued")
+        try:
+            self.batcher.submit(job)
+        except QueueFull as e:
+            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e)) from None
+        except ShuttingDown as e:
+            raise _Abort(grpc.StatusCode.UNAVAILABLE, str(e)) from None
+        return job, seed, fmt
+
+    def _next_part(self, job: Job, fmt: str) -> list[pb.Image]:
+        """The job's next output slice from the worker, converted and encoded here."""
+        item = job.parts.get()
+        if isinstance(item, Dropped):
+            code = (grpc.StatusCode.DEADLINE_EXCEEDED if item.reason == "deadline"
+                    else grpc.StatusCode.CANCELLED)
+            raise _Abort(code, str(item))
+        if isinstance(item, BaseException):
+            log.error("a batch failed: %r", item)
+            raise _Abort(grpc.StatusCode.INTERNAL, "inference failed: see the server log")
+        with self._encoding:
+            return self._encode(item, fmt)
+
+    def _fits(self, fmt: str) -> int:
+        """How many images of `fmt` surely fit in one message (at least 1)."""
+        return max(1, (self.max_message_bytes - 4096) // (self.info.image_bytes(fmt) + 32))
+
+    def _validate(self, request: pb.GenerateRequest,
+                  unary: bool) -> tuple[np.ndarray, int | None, str]:
+        """-> (z (n, nz) float32, seed or None, format name), or _Abort(INVALID_ARGUMENT)."""
+        bad = grpc.StatusCode.INVALID_ARGUMENT
+        n, nz = request.num_images, self.info.nz
+        if request.format not in FROM_PB:
+            raise _Abort(bad, f"unknown image format {request.format}: use IMAGE_FORMAT_PNG, "
+                              "IMAGE_FORMAT_RAW_UINT8 or IMAGE_FORMAT_RAW_FLOAT32")
+        fmt = FROM_PB[request.format]
+        if not 1 <= n <= self.max_images:
+            raise _Abort(bad, f"num_images must be between 1 and {self.max_images}, got {n}")
+        if request.labels and not self.info.class_names:
+            raise _Abort(bad, "labels given, but this model is unconditional (it has no "
+                              "classes): send no labels")
+        if unary and n > self._fits(fmt):
+            raise _Abort(bad, f"{n} {fmt} images may exceed the {self.max_message_bytes}-byte "
+                              "message limit: use GenerateStream or fewer images")
+        seed: int | None = None
+        try:
+            if request.latent:
+                if request.HasField("seed"):
+                    raise _Abort(bad, "give a seed or a latent, not both")
+                z = latent.from_values(request.latent, n, nz)
+            else:
+                seed = request.seed if request.HasField("seed") else latent.random_seed()
+                z = latent.from_seed(seed, n, nz)
+        except latent.LatentError as e:
+            raise _Abort(bad, str(e)) from None
+        return z, seed, fmt
+
+    def _encode(self, raw: np.ndarray, fmt: str) -> list[pb.Image]:
+        """A raw output slice (k, ...) -> k Image messages in format `fmt`."""
+        info, kind = self.info, TO_PB[fmt]
+        arrays = images.convert(raw, info.output, fmt)  # (k, H, W, C)
+        return [pb.Image(data=images.encode(a, fmt), height=info.height, width=info.width,
+                         channels=info.channels, format=kind) for a in arrays]
+
+
+def _end_reason(context: grpc.ServicerContext) -> str:
+    remaining = context.time_remaining()
+    return "deadline" if remaining is not None and remaining <= 0 else "cancelled"

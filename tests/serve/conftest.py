@@ -1,0 +1,27 @@
+"""Fixtures: exported generators (once per session) and a shared default server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serve.server import GeneratorServer
+from tests.serve.support import export_generator, running
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.getbasetemp() / "models"
+    folder.mkdir(exist_ok=True)
+    return {name: export_generator(folder, name) for name in ("g32", "g32_uint8", "g64")}
+
+
+@pytest.fixture(scope="module")
+def server(models: dict[str, Path]) -> Iterator[GeneratorServer]:
+    """One default-ish server for the tests that only talk to it (small batches, so splits
+    happen)."""
+    with running(models["g32"], max_batch_size=8, max_queue_delay_ms=2.0,
+                 max_images_per_request=64, max_queue_size=512, metrics_port=0) as s:
+        yield s

@@ -1,0 +1,86 @@
+"""The latent rule, pixel conversion and encodings: exact, documented behaviour."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from serve import images, latent
+from serve.model import ServedModel
+
+
+def test_latent_rule_is_numpy_pcg64_standard_normal_float32() -> None:
+    z = latent.from_seed(123, 5, 100)
+    want = np.random.Generator(np.random.PCG64(123)).standard_normal((5, 100), dtype=np.float32)
+    assert z.dtype == np.float32 and z.shape == (5, 100)
+    np.testing.assert_array_equal(z, want)
+    # rows are drawn in order: a shorter request is a prefix of a longer one
+    np.testing.assert_array_equal(latent.from_seed(123, 2, 100), z[:2])
+    assert not np.array_equal(latent.from_seed(124, 1, 100), z[:1])
+
+
+def test_latent_rule_first_values_are_pinned() -> None:
+    """If NumPy ever changed this stream, every client's images would change: fail loudly."""
+    z = latent.from_seed(0, 1, 4)
+    np.testing.assert_allclose(z[0], np.random.Generator(np.random.PCG64(0)).standard_normal(
+        4, dtype=np.float32))
+    assert z.tobytes().hex() == "3d0e8f3f4f8db1bf9867dabee5b74dbf"  # NumPy 2.4, 2026-11
+
+
+@pytest.mark.parametrize("values, message", [
+    ([0.0] * 7, "has 7 values, expected"),
+    ([0.0] * 7 + [float("nan")], "NaN or Inf"),
+    ([0.0] * 7 + [float("inf")], "NaN or Inf"),
+])
+def test_bad_latents_are_refused(values: list[float], message: str) -> None:
+    with pytest.raises(latent.LatentError, match=message):
+        latent.from_values(values, 2, 4)
+
+
+def test_seed_range() -> None:
+    with pytest.raises(latent.LatentError):
+        latent.from_seed(-1, 1, 4)
+    assert latent.from_seed(2**64 - 1, 1, 4).shape == (1, 4)
+    assert 0 <= latent.random_seed() < 2**63
+
+
+def test_uint8_conversion_matches_the_exported_uint8_graph(models: dict[str, Path]) -> None:
+    """Pixels made by numpy from the float model == pixels made inside the uint8 model."""
+    z = latent.from_seed(7, 9, 100)
+    f = ServedModel(models["g32"], providers="cpu")
+    u = ServedModel(models["g32_uint8"], providers="cpu")
+    from_float = images.convert(f.run(z), "float", "raw_uint8")
+    from_graph = images.convert(u.run(z), "uint8", "raw_uint8")
+    assert from_float.shape == (9, 32, 32, 1) and from_float.dtype == np.uint8
+    np.testing.assert_array_equal(from_float, from_graph)
+    assert from_float.std() > 0  # real, varied images
+
+
+def test_rounding_is_half_to_even_and_clamped() -> None:
+    x = np.array([-2.0, -1.0, 0.0, 1.0, 3.0, 1 / 127.5 * 0.5 - 1], np.float32).reshape(1, 1, 1, 6)
+    px = images.to_uint8(x)[0, 0, :, 0]
+    assert px.tolist() == [0, 0, 128, 255, 255, 0]  # 127.5 -> 128 (even), 0.5 -> 0 (even)
+
+
+def test_png_round_trip_grayscale_and_rgb() -> None:
+    rng = np.random.default_rng(0)
+    for c in (1, 3):
+        im = rng.integers(0, 256, (8, 6, c), dtype=np.uint8)
+        data = images.encode(im, "png")
+        assert Image.open(io.BytesIO(data)).mode == ("L" if c == 1 else "RGB")
+        np.testing.assert_array_equal(images.decode(data, "png", 8, 6, c), im)
+        f = (im.astype(np.float32) / 127.5 - 1)
+        np.testing.assert_array_equal(images.decode(images.encode(f, "raw_float32"),
+                                                    "raw_float32", 8, 6, c), f)
+
+
+def test_grid_layout() -> None:
+    ims = [np.full((4, 4, 1), i + 1, np.uint8) for i in range(5)]
+    g = images.grid(ims, padding=2)  # 3 per row, 2 rows
+    assert g.shape == (2 * 6 + 2, 3 * 6 + 2, 1)
+    assert g[2, 2, 0] == 1 and g[2, 8, 0] == 2 and g[8, 2, 0] == 4 and g[8, 14, 0] == 0
+    assert g[0, :, 0].max() == 0  # padding is black
