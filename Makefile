@@ -49,3 +49,9 @@ bench-engine: setup
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache $(NODE_EXAMPLE)/node_modules
+
+stubs: setup
+	$(BIN)/python -m serve.codegen
+
+bench-serve: setup
+	$(BIN)/python bench/serve_load.py
