@@ -137,17 +137,28 @@ def raw_ort(model: Path, providers: str, max_batch: int, duration_s: float) -> d
 
 # -- servers ----------------------------------------------------------------------------------
 
+def _env() -> dict[str, str]:
+    """This checkout first on the path, keeping what the caller's PYTHONPATH already has (an
+    onnxruntime-gpu unpacked beside the system one, say)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return os.environ | {"PYTHONPATH": path}
+
+
 def start_server(model: Path, providers: str, max_batch: int) -> tuple[subprocess.Popen, str]:
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    env = _env()
+    log = tempfile.TemporaryFile("w+")  # the server's log, read back only if it fails to start
     proc = subprocess.Popen(
         [sys.executable, "-m", "gan", "serve", str(model), "--port", "0", "--providers",
          providers, "--max-batch-size", str(max_batch), "--max-queue-size", "8192",
          "--max-images-per-request", "64", "--grace-s", "5"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     line = proc.stdout.readline()
     if not line.startswith("serving "):
         proc.kill()
-        raise SystemExit(f"gan serve did not start on {model}: {line!r}")
+        proc.wait()
+        log.seek(0)
+        err = log.read().strip().splitlines()[-1:]
+        raise SystemExit(f"gan serve did not start on {model}: {line or err!r}")
     return proc, line.split()[3]
 
 
@@ -157,7 +168,7 @@ def load(address: str, points: list[dict[str, Any]], warmup_s: float,
             "duration_s": duration_s}
     out = subprocess.run([sys.executable, __file__, "--client", json.dumps(spec)],
                          capture_output=True, text=True, check=True,
-                         env=os.environ | {"PYTHONPATH": str(ROOT)})
+                         env=_env())
     return json.loads(out.stdout)
 
 

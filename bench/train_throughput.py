@@ -69,7 +69,7 @@ def main() -> None:
     import torch
 
     variants = [("gan_train", "gan train (defaults: compiled, channels_last, auto precision)", [])]
-    variants.append(("gan_train_eager", "gan train --no-compile", ["--no-compile"]))
+    variants.append(("gan_train_eager", "gan train --compile off", ["--compile", "off"]))
     if args.device == "cuda":
         variants.append(("gan_train_fp32", "gan train --precision fp32", ["--precision", "fp32"]))
     runs = {"reference": reference(args.reference, root, args.steps, args.warmup)}

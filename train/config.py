@@ -18,6 +18,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 D_NORMS = ("auto", "batch", "layer", "none")
 SPLITS = ("train", "test")
+COMPILE = ("auto", "on", "off")
 IMAGE_SIZES = (32, 64, 128)
 
 
@@ -81,10 +82,10 @@ class TrainConfig:
     launch-bound, so bf16's casts cost more than they save)."""
     channels_last: bool = True
     """Use the channels_last memory format (faster convolutions on CPU and tensor cores)."""
-    compile: bool = True
-    """Compile G and D with torch.compile (inductor): fused kernels make each step several times
-    faster on CPU, after a warm-up of a minute or so on a small machine. Turn off for short smoke
-    runs."""
+    compile: str = "auto"
+    """torch.compile G and D: on, off, or auto (on for CPU training, where inductor's fused
+    kernels make each step several times faster after a warm-up of a minute or so; off on CUDA,
+    where these small models are launch-bound and eager measured faster)."""
     device: str = "auto"
     """Training device: auto (cuda if available), cpu or cuda."""
     seed: int = 0
@@ -106,7 +107,8 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ConfigError with one clear line for the first value that cannot work."""
         choices = {"dataset": DATASETS, "loss": LOSSES, "precision": PRECISIONS,
-                   "device": DEVICES, "d_norm": D_NORMS, "split": SPLITS}
+                   "device": DEVICES, "d_norm": D_NORMS, "split": SPLITS,
+                   "compile": COMPILE}
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:

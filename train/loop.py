@@ -162,7 +162,8 @@ class Trainer:
 
     def _compiled(self, module: nn.Module) -> nn.Module:
         """torch.compile'd (fixed shapes: every batch has batch_size images) or as is."""
-        if not self.cfg.compile:
+        on = self.cfg.compile == "on" or (self.cfg.compile == "auto" and self.device.type == "cpu")
+        if not on:
             return module
         return torch.compile(module, dynamic=False)  # type: ignore[return-value]
 
