@@ -68,8 +68,8 @@ def main() -> None:
         sys.exit("needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)")
     import torch
 
-    variants = [("gan_train", "gan train (defaults: compiled, channels_last, auto precision)", [])]
-    variants.append(("gan_train_eager", "gan train --compile off", ["--compile", "off"]))
+    variants = [("gan_train", "gan train (defaults: eager, channels_last, auto precision)", [])]
+    variants.append(("gan_train_compiled", "gan train --compile", ["--compile"]))
     if args.device == "cuda":
         variants.append(("gan_train_fp32", "gan train --precision fp32", ["--precision", "fp32"]))
     runs = {"reference": reference(args.reference, root, args.steps, args.warmup)}

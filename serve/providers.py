@@ -9,7 +9,9 @@ their libraries cannot load; ONNX Runtime then falls back quietly, so the truth 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,7 +135,10 @@ def create_session(model: str | Path, opts: SessionOptions | None = None) -> Ses
     if tried == ["cpu"]:
         session = probe
     else:
-        session = ort.InferenceSession(str(model), sess_options=so, providers=providers)
+        # ONNX Runtime prints its "EP Error ... Falling back" banner with print(): keep it off
+        # stdout, which carries results (the server's address line, benchmarks' JSON).
+        with contextlib.redirect_stdout(sys.stderr):
+            session = ort.InferenceSession(str(model), sess_options=so, providers=providers)
     actual = _SHORT.get(session.get_providers()[0], session.get_providers()[0])
     result = Session(session=session, provider=actual, requested=opts.providers)
     judge(result)

@@ -13,7 +13,6 @@ import typer
 
 from gan.fielddoc import help_for
 from train.config import (
-    COMPILE,
     D_NORMS,
     DATASETS,
     DEVICES,
@@ -36,7 +35,6 @@ Precision = _choices("Precision", PRECISIONS)
 Device = _choices("Device", DEVICES)
 Split = _choices("Split", SPLITS)
 DNorm = _choices("DNorm", D_NORMS)
-Compile = _choices("Compile", COMPILE)
 
 
 def _h(name: str) -> str:
@@ -67,7 +65,7 @@ def train(
     max_steps: Annotated[int, typer.Option(help=_h("max_steps"))] = _D.max_steps,
     precision: Annotated[Precision, typer.Option(help=_h("precision"))] = _D.precision,  # type: ignore[valid-type, assignment]
     channels_last: Annotated[bool, typer.Option(help=_h("channels_last"))] = _D.channels_last,
-    compile: Annotated[Compile, typer.Option(help=_h("compile"))] = _D.compile,  # type: ignore[valid-type, assignment]
+    compile: Annotated[bool, typer.Option(help=_h("compile"))] = _D.compile,
     device: Annotated[Device, typer.Option(help=_h("device"))] = _D.device,  # type: ignore[valid-type, assignment]
     seed: Annotated[int, typer.Option(help=_h("seed"))] = _D.seed,
     out: Annotated[Path, typer.Option(help=_h("out"))] = Path(_D.out),

@@ -162,8 +162,7 @@ class Trainer:
 
     def _compiled(self, module: nn.Module) -> nn.Module:
         """torch.compile'd (fixed shapes: every batch has batch_size images) or as is."""
-        on = self.cfg.compile == "on" or (self.cfg.compile == "auto" and self.device.type == "cpu")
-        if not on:
+        if not self.cfg.compile:
             return module
         return torch.compile(module, dynamic=False)  # type: ignore[return-value]
 

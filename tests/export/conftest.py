@@ -23,7 +23,7 @@ from export.config import ExportConfig
 # Tiny but real: enough steps for BatchNorm statistics and weights to move away from their init.
 TINY: dict[str, Any] = {"split": "test", "ngf": 8, "ndf": 8, "batch_size": 8, "max_steps": 4,
                         "log_every": 2, "num_samples": 4, "device": "cpu", "precision": "fp32",
-                        "compile": "off"}
+                        "compile": False}
 SIZES = (32, 64, 128)
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 

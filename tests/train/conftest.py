@@ -11,7 +11,7 @@ from train.loop import run
 TINY: dict[str, Any] = {"split": "test", "ngf": 8, "ndf": 8, "batch_size": 16, "image_size": 32,
                         "log_every": 2, "checkpoint_every": 2, "keep_checkpoints": 2,
                         "num_samples": 16, "device": "cpu", "precision": "fp32",
-                        "compile": "off"}
+                        "compile": False}
 
 
 def train_tiny(out: Path, **overrides: Any) -> Path:

@@ -84,3 +84,12 @@ def test_an_epoch_ends_with_a_sample(tmp_path: Path) -> None:
 def test_bf16_autocast_on_cpu(tmp_path: Path) -> None:
     out = train_tiny(tmp_path / "bf16", precision="bf16", max_steps=1, log_every=1)
     assert checkpoint.load(out)["generator"]["main.0.weight"].dtype == torch.float32
+
+
+def test_compiled_training_with_a_gradient_penalty(tmp_path: Path) -> None:
+    """--compile: compiled G and D; the penalty's double backward goes through the eager D."""
+    out = train_tiny(tmp_path / "compiled", compile=True, loss="wgan-gp", max_steps=2,
+                     log_every=1)
+    ckpt = checkpoint.load(out)
+    assert ckpt["step"] == 2
+    assert not any(k.startswith("_orig_mod.") for k in ckpt["generator"])  # unwrapped modules
