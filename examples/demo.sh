@@ -23,6 +23,7 @@ for _ in $(seq 600); do  # the server prints "serving <model> on HOST:PORT" once
   sleep 0.1
 done
 addr=$(awk '/^serving/ {print $4}' "$RUN/serve.log")
+[ -n "$addr" ] || { echo "gan serve did not become ready:"; cat "$RUN/serve.log"; exit 1; }
 step gan generate --server "$addr" -n 64 --seed 1 --out "$RUN/grid.png"
 
 kill -TERM "$pid" && wait "$pid" && trap - EXIT

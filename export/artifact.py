@@ -9,17 +9,14 @@ they were and writes the failing report to <name>.parity-failed.json.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
-
 from export import parity
 from export.config import ExportConfig
-from export.onnx import metadata, sha256_file, to_onnx
+from export.onnx import metadata, to_onnx
 from gan.atomic import atomic_write
+from gan.contract import sha256_file
 from gan.errors import UserError
 from serve import providers
 from train import checkpoint
@@ -61,34 +58,29 @@ def export(config: ExportConfig) -> ExportResult:
     model = to_onnx(generator, output=config.output, opset=config.opset,
                     precision=config.precision, meta=meta)
     out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".onnx", dir=out.parent)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        report = None
-        if config.check:
-            report = parity.check(generator, tmp, output=config.output,
-                                  precision=config.precision, batch_sizes=config.batch_sizes,
-                                  providers=config.providers, seed=config.seed,
-                                  cache_dir=str(out.with_suffix(".trt-cache")),
-                                  tolerance=config.tolerance)
-            report.model = str(out)
-            if not report.passed:
-                _write_report(report_path(out, failed=True), report)
-                raise ParityError(_failure(report, out))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    report: parity.ParityReport | None = None
+
+    def prove(tmp: Path) -> None:  # runs on the complete new file, before it replaces `out`
+        nonlocal report
+        if not config.check:
+            return
+        report = parity.check(generator, tmp, output=config.output, precision=config.precision,
+                              batch_sizes=config.batch_sizes, providers=config.providers,
+                              seed=config.seed, cache_dir=str(out.with_suffix(".trt-cache")),
+                              tolerance=config.tolerance)
+        report.model = str(out)
+        if not report.passed:
+            _write_report(report_path(out, failed=True), report)
+            raise ParityError(_failure(report, out))
+
+    atomic_write(out, lambda f: f.write(model.SerializeToString()), check=prove)
     rpath = None
     if report is not None:
         rpath = report_path(out)
         _write_report(rpath, report)
-        report_path(out, failed=True).unlink(missing_ok=True)
+    else:  # --no-check: an older report describes another file
+        report_path(out).unlink(missing_ok=True)
+    report_path(out, failed=True).unlink(missing_ok=True)
     return ExportResult(model=out, report_path=rpath, report=report,
                         size_bytes=out.stat().st_size)
 
@@ -103,14 +95,3 @@ def _failure(report: parity.ParityReport, out: Path) -> str:
             f"{report.unit}s at batch {worst.batch_size} (tolerance {report.bound}, "
             f"batch independence {report.batch_independence_max_abs_diff:.3g}); {out} was left "
             f"as it was, details in {report_path(out, failed=True)}")
-
-
-def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
-    """An ONNX file, or one clear error for a missing or foreign file."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"no model at {p}: export one with `gan export CHECKPOINT --out {p}`")
-    try:
-        return onnx.load(str(p), load_external_data=False)
-    except Exception as e:  # protobuf raises DecodeError and friends for a foreign file
-        raise UserError(f"{p} is not an ONNX model ({type(e).__name__})") from e

@@ -14,8 +14,8 @@ from typing import Any
 import onnx
 from onnx import helper
 
-from export.artifact import load_model
-from export.onnx import FORMAT, sha256_file
+from gan.contract import FORMAT, sha256_file
+from gan.errors import UserError
 
 
 def _tensor(value: onnx.ValueInfoProto) -> dict[str, Any]:
@@ -62,3 +62,14 @@ def parity_of(model: Path) -> dict[str, Any] | None:
     worst = max((b["max_abs_diff"] for b in r.get("batches", [])), default=None)
     return {"report": str(report), "passed": r.get("passed"), "provider": r.get("provider"),
             "max_abs_diff": worst, "unit": r.get("unit"), "tolerance": r.get("tolerance")}
+
+
+def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """An ONNX file, or one clear error for a missing or foreign file."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"no model at {p}: export one with `gan export CHECKPOINT --out {p}`")
+    try:
+        return onnx.load(str(p), load_external_data=False)
+    except Exception as e:  # protobuf raises DecodeError and friends for a foreign file
+        raise UserError(f"{p} is not an ONNX model ({type(e).__name__})") from e

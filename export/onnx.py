@@ -4,14 +4,13 @@ Graph contract (what `serve/` and embedding apps rely on):
   input  z       float32 [batch, nz]                 latent ~ N(0, I)
   output images  float32 [batch, C, H, W] in [-1, 1]   (output="float")
                  uint8   [batch, H, W, C] in [0, 255]  (output="uint8", ready-to-show pixels)
-The metadata_props (METADATA_KEYS) say all of this in words, so nothing downstream needs torch.
+The metadata_props (see metadata()) say all of this in words, so nothing downstream needs torch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import io
 import json
 import logging
@@ -26,12 +25,11 @@ from torch import nn
 import gan
 from export.config import DEFAULT_OPSET, OUTPUTS, PRECISIONS
 from gan.atomic import atomic_write
+from gan.contract import FORMAT, FORMAT_VERSION
 from train.model import Generator
 
 log = logging.getLogger(__name__)
 
-FORMAT = "dcgan-forge/generator"
-FORMAT_VERSION = "1"
 
 
 class ExportedGenerator(nn.Module):
@@ -64,14 +62,6 @@ class ExportedGenerator(nn.Module):
 
 DOC = ("DCGAN generator (dcgan-forge). Input z: float32 [batch, nz], z ~ N(0, I). Output images: "
        "see metadata_props output/layout/value_range. Read metadata_props for nz and the shape.")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def metadata(config: dict[str, Any], *, output: str, precision: str, opset: int, step: int,

@@ -25,7 +25,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from export.onnx import ExportedGenerator, sha256_file
+from export.onnx import ExportedGenerator
+from gan.contract import sha256_file
 from serve.providers import Session, SessionOptions, create_session
 from train.model import Generator
 

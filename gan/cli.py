@@ -60,14 +60,21 @@ def main() -> None:
     setup_logging(verbose=bool(os.environ.get("GAN_VERBOSE")))
     try:
         app()
-    except UserError as e:
+    except (UserError, OSError) as e:  # OSError: a read-only --out, a full disk, a missing folder
         if os.environ.get("GAN_DEBUG"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        where = f": {e.filename}" if e.filename else ""
+        return f"{e.strerror}{where}"
+    return " ".join(str(e).split())
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ torch), so the serving install stays small.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -18,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from gan.contract import FORMAT, READABLE_VERSIONS, sha256_file
 from gan.errors import UserError
 from serve.providers import SessionOptions, create_session
 
 log = logging.getLogger(__name__)
 
-FORMAT = "dcgan-forge/generator"
-FORMAT_VERSIONS = ("1",)
 _REQUIRED = ("nz", "height", "width", "channels", "output")
 
 
@@ -60,11 +58,7 @@ def default_threads() -> int:
 
 
 def model_id(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()[:16]
+    return "sha256:" + sha256_file(path)[:16]
 
 
 def read_info(path: str | os.PathLike[str]) -> GeneratorInfo:
@@ -87,10 +81,10 @@ def read_info(path: str | os.PathLike[str]) -> GeneratorInfo:
         raise ModelLoadError(f"{path} is an ONNX model but not a dcgan-forge generator (its "
                              f"metadata format is {meta.get('format')!r}, expected {FORMAT!r}): "
                              "export one with `gan export`")
-    if meta.get("format_version") not in FORMAT_VERSIONS:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         version = meta.get("format_version")
         raise ModelLoadError(f"{path} has generator format version {version!r}; this server "
-                             f"reads {', '.join(FORMAT_VERSIONS)}: upgrade dcgan-forge")
+                             f"reads {', '.join(READABLE_VERSIONS)}: upgrade dcgan-forge")
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise ModelLoadError(f"{path} lacks generator metadata {missing}: re-export it with "

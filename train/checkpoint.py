@@ -1,9 +1,10 @@
 """Checkpoints: one dict of tensors and plain types, written atomically, loadable with
 `torch.load(path, weights_only=True)`.
 
-Keys: format, format_version, config (asdict of TrainConfig), step, epoch, generator,
-discriminator, optimizer_g, optimizer_d, rng. A reader needs nothing but this file to rebuild the
-generator (`build_generator`) or to resume the run exactly.
+Keys: format, format_version, config (asdict of TrainConfig), class_names, step, epoch,
+generator, discriminator, optimizer_g, optimizer_d, scaler_g, scaler_d, rng (noise: each rank's
+latent generator state; torch: the CPU RNG state). A reader needs nothing but this file to
+rebuild the generator (`build_generator`) or to resume the run exactly.
 """
 
 from __future__ import annotations

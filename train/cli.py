@@ -83,7 +83,7 @@ def train(
 
     Under `torchrun --nproc-per-node N` it trains data-parallel (DDP); only rank 0 writes.
     """
-    values = {k: v for k, v in locals().items() if k not in ("ctx", "resume")}
+    values = {k: v for k, v in locals().items() if k not in ("ctx", "resume", "out")}
     given = {k: _plain(v) for k, v in values.items() if was_given(ctx, k)}
 
     from train.loop import run  # torch loads here, not at `gan --help`

@@ -121,6 +121,13 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_steps < 0 or self.channels < 0:
             raise ConfigError("max_steps and channels must not be negative")
+        if not (self.lr_g > 0 and self.lr_d > 0):
+            raise ConfigError(f"learning rates must be positive, got lr_g={self.lr_g}, "
+                              f"lr_d={self.lr_d}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ConfigError(f"Adam betas must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.gp_weight < 0 or self.clip_value <= 0:
+            raise ConfigError("gp_weight must not be negative and clip_value must be positive")
         if self.dataset == "folder" and not self.data_dir:
             raise ConfigError("dataset 'folder' needs --data-dir DIR (a directory of images)")
 

@@ -38,7 +38,8 @@ RESUMABLE = {"epochs", "max_steps", "log_every", "checkpoint_every", "keep_check
 
 
 def run(overrides: dict[str, Any], out: str, resume: bool = False) -> Path:
-    """Train with TrainConfig defaults overridden by `overrides`; returns the run directory."""
+    """Train in run directory `out` with TrainConfig defaults overridden by `overrides`; returns
+    the run directory."""
     cfg, ckpt = resolve_config(overrides, Path(out), resume)
     device = resolve_device(cfg.device)
     d = distrib.init(device)
@@ -66,6 +67,9 @@ def resolve_config(overrides: dict[str, Any], out: Path, resume: bool
         if last.exists():
             raise ConfigError(f"{out} already holds a run ({last}): pass --resume to continue it, "
                               "or choose another --out")
+        if (out / "config.json").exists():
+            raise ConfigError(f"{out} holds a run that stopped before its first checkpoint: "
+                              "delete that folder or choose another --out")
         return TrainConfig(**overrides), None
     if not last.exists():
         raise checkpoint.CheckpointError(f"--resume: no checkpoint at {last}")
@@ -100,13 +104,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def _adam(params: Any, lr: float, cfg: TrainConfig, device: torch.device) -> torch.optim.Adam:
-    """Adam, fused into one kernel per step where this torch supports it, else foreach."""
-    betas = (cfg.beta1, cfg.beta2)
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    except (RuntimeError, ValueError):
-        return torch.optim.Adam(list(params), lr=lr, betas=betas, foreach=True)
+def _adam(module: nn.Module, lr: float, cfg: TrainConfig, device: torch.device
+          ) -> torch.optim.Adam:
+    """Adam, fused into one kernel per step on CPU and CUDA (torch checks that only at step())."""
+    return torch.optim.Adam(module.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2),
+                            fused=device.type in ("cpu", "cuda"))
 
 
 class Trainer:
@@ -137,8 +139,8 @@ class Trainer:
         self.g_train = self._compiled(DDP(self.g) if d.enabled else self.g)
         self.d_train = self._compiled(self.d_ddp)
         self.d_frozen = self._compiled(self.d) if d.enabled else self.d_train
-        self.opt_g = _adam(self.g.parameters(), cfg.lr_g, cfg, device)
-        self.opt_d = _adam(self.d.parameters(), cfg.lr_d, cfg, device)
+        self.opt_g = _adam(self.g, cfg.lr_g, cfg, device)
+        self.opt_d = _adam(self.d, cfg.lr_d, cfg, device)
         self.loss = make_loss(cfg.loss, gp_weight=cfg.gp_weight, clip_value=cfg.clip_value)
         self.amp_dtype = autocast_dtype(cfg.precision, device)
         fp16 = self.amp_dtype == torch.float16
@@ -333,8 +335,12 @@ class Trainer:
         if len(states) != self.dist.world:
             log.warning("checkpoint has %d ranks' latent RNG, this run %d: reseeding those",
                         len(states), self.dist.world)
-        if self.dist.rank < len(states):
-            self.rng.set_state(states[self.dist.rank])  # a CPU ByteTensor for any device
+        try:
+            if self.dist.rank < len(states):
+                self.rng.set_state(states[self.dist.rank])  # a CPU ByteTensor for any device
+        except RuntimeError:  # saved on another device type: its RNG state does not fit here
+            log.warning("the checkpoint's latent RNG comes from another device type: reseeding "
+                        "it, so this resumed run is not bit-identical to an uninterrupted one")
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.step = int(ckpt["step"])
         log.info("resumed %s at step %d", self.out, self.step)

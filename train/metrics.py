@@ -15,7 +15,19 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from gan.atomic import atomic_write
+
 log = logging.getLogger(__name__)
+
+
+def _drop_rows_after(path: Path, step: int) -> None:
+    """Keep only the metrics.jsonl rows up to `step` (rewritten atomically)."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = [x for x in lines if x.strip() and json.loads(x).get("step", 0) <= step]
+    if len(keep) != len(lines):
+        atomic_write(path, lambda f: f.write("".join(keep).encode()))
 
 
 class Reporter:
@@ -25,6 +37,7 @@ class Reporter:
         from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
         self.writer = SummaryWriter(log_dir=str(out / "tb"))
+        _drop_rows_after(out / "metrics.jsonl", start_step)  # a resumed run logs those again
         self.jsonl = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self.progress: Progress | None = None
         if sys.stderr.isatty():

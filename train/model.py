@@ -17,7 +17,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-SUPPORTED_SIZES = (32, 64, 128)
+from train.config import IMAGE_SIZES as SUPPORTED_SIZES
 
 
 def num_layers(image_size: int) -> int:

@@ -33,11 +33,23 @@ def test_help_is_fast_and_imports_no_heavy_stack() -> None:
     (["--batch-size", "0"], "batch_size must be at least 1"),
     (["--dataset", "folder"], "needs --data-dir"),
     (["--dataset", "folder", "--data-dir", "/nonexistent/images"], "is not a directory"),
+    (["--lr-g", "0"], "learning rates must be positive"),
+    (["--beta1", "1.5"], "Adam betas must be in [0, 1)"),
 ])
 def test_bad_input_is_one_line(gan_cli, tmp_path: Path, args: list[str], message: str) -> None:
     code, _, err = gan_cli("train", "--out", str(tmp_path / "run"), *args)
     assert code == 1
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.fashion_mnist
+def test_file_system_errors_are_one_line(gan_cli, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, _, err = gan_cli("train", "--split", "test", "--ngf", "8", "--ndf", "8",
+                           "--max-steps", "1", "--out", str(blocker / "run"))
+    assert code == 1 and "Traceback" not in err
+    assert err.splitlines()[-1] == f"error: Not a directory: {blocker / 'run'}"
 
 
 def test_unknown_loss_is_a_usage_error(gan_cli, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import torch
 from export import parity
 from export.artifact import ParityError, export
 from export.config import ExportConfig
-from export.onnx import sha256_file
+from gan.contract import sha256_file
 from train import checkpoint
 from train.model import Generator, init_weights
 
@@ -139,6 +139,14 @@ def test_no_check_writes_the_model_without_a_report(runs, tmp_path):
     result = export(ExportConfig(checkpoint=str(runs[32]), out=str(out), check=False))
     assert result.report is None and result.report_path is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]
+
+
+def test_no_check_removes_the_report_of_the_replaced_model(runs, tmp_path):
+    out = tmp_path / "g.onnx"
+    export(ExportConfig(checkpoint=str(runs[32]), out=str(out), batch_sizes=(1, 2)))
+    assert (tmp_path / "g.parity.json").exists()
+    export(ExportConfig(checkpoint=str(runs[64]), out=str(out), check=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]  # no PASS for another file
 
 
 def test_run_directory_and_checkpoint_file_give_the_same_model(exported, runs, tmp_path):

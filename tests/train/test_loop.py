@@ -56,6 +56,21 @@ def test_resume_errors(tmp_path: Path, tiny_run: Path) -> None:
         run(TINY, out=str(tiny_run))  # never silently overwrites a run
     with pytest.raises(ConfigError, match="--ngf cannot change when resuming"):
         run({"ngf": 16}, out=str(tiny_run), resume=True)
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "config.json").write_text("{}")  # killed before its first checkpoint
+    with pytest.raises(ConfigError, match="stopped before its first checkpoint"):
+        run(TINY, out=str(started))
+
+
+def test_resume_does_not_log_steps_twice(tmp_path: Path) -> None:
+    """Killed after logging step 3 but checkpointed at step 2: step 3 is logged once."""
+    out = train_tiny(tmp_path / "run", max_steps=3, log_every=1, checkpoint_every=2)
+    last = out / "checkpoints" / "last.pt"
+    (out / "checkpoints" / "step-2.pt").replace(last)  # as if the run died before step 3's save
+    run({"max_steps": 4}, out=str(out), resume=True)
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("loss", LOSSES)
