@@ -129,7 +129,7 @@ class ServedModel:
         self.path = Path(path)
         self.info = read_info(self.path)
         opts = SessionOptions(providers=providers, fp16=fp16, max_batch=max_batch,
-                              cache_dir=cache_dir,
+                              cache_dir=cache_dir, warm_every_batch=True,
                               intra_op_threads=intra_op_threads or default_threads())
         session = create_session(self.path, opts)  # warmed up over the batch profile
         self.session = session.session
