@@ -131,6 +131,9 @@ class GenerateConfig:
             raise ServeConfigError("give exactly one of --server HOST:PORT or --model FILE.onnx")
         if not self.out and not self.out_dir:
             raise ServeConfigError("give --out GRID.png and/or --out-dir DIR for the images")
+        if self.out and not self.out.lower().endswith(".png"):
+            raise ServeConfigError(f"--out {self.out!r}: the grid is written as PNG, so its name "
+                                   "must end in .png")
         if self.num_images < 1:
             raise ServeConfigError(f"num_images must be at least 1, got {self.num_images}")
         if self.seed is not None and not 0 <= self.seed < 2**64:

@@ -54,8 +54,9 @@ def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu")
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt or foreign file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {p}: {first}") from e
+        # (its message advises weights_only=False: never right for a file we cannot vouch for)
+        raise CheckpointError(f"cannot read checkpoint {p}: not a PyTorch checkpoint, or a "
+                              f"corrupt one ({type(e).__name__})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a dcgan-forge checkpoint")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:

@@ -134,3 +134,10 @@ def test_cli_help_does_not_load_grpc_or_onnxruntime() -> None:
     assert out.stdout.strip() == "[]", out.stderr
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0 and "--grace-s" in result.output
+
+
+def test_generate_refuses_a_grid_name_that_is_not_png(gan_cli, tmp_path) -> None:
+    code, _, err = gan_cli("generate", "--model", str(tmp_path / "g.onnx"), "-n", "1",
+                           "--out", str(tmp_path / "grid.jpg"))
+    assert code == 1 and err.startswith("error: ") and "must end in .png" in err
+    assert not (tmp_path / "grid.jpg").exists()
