@@ -6,30 +6,22 @@ Only typer and the config are imported here; torch, onnx and onnxruntime load wh
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from export.config import OUTPUTS, PRECISIONS, PROVIDERS, ExportConfig, parse_batch_sizes
-from gan.fielddoc import help_for
+from gan.fielddoc import choices, help_for, plain
 
-
-def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
-    return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
-
-
-Output = _choices("Output", OUTPUTS)
-Precision = _choices("Precision", PRECISIONS)
-Provider = _choices("Provider", PROVIDERS)
+Output = choices("Output", OUTPUTS)
+Precision = choices("Precision", PRECISIONS)
+Provider = choices("Provider", PROVIDERS)
 _D = ExportConfig(checkpoint="")  # the defaults, so flags and config never disagree
 
 
 def _h(name: str) -> str:
-    from rich.markup import escape  # rich is loaded already (gan.cli's log handler)
-
-    return escape(help_for(ExportConfig, name))  # "[batch, C, H, W]" is not a rich style
+    return help_for(ExportConfig, name)
 
 
 def export(
@@ -50,9 +42,9 @@ def export(
     The model replaces --out only after its parity check passed; the report is written beside it.
     """
     config = ExportConfig(
-        checkpoint=str(checkpoint), out=str(out), opset=opset, output=_plain(output),
-        precision=_plain(precision), check=check, batch_sizes=parse_batch_sizes(batch_sizes),
-        providers=_plain(providers), seed=seed, tolerance=tolerance)
+        checkpoint=str(checkpoint), out=str(out), opset=opset, output=plain(output),
+        precision=plain(precision), check=check, batch_sizes=parse_batch_sizes(batch_sizes),
+        providers=plain(providers), seed=seed, tolerance=tolerance)
 
     from export.artifact import export as run_export  # torch loads here, not at `gan --help`
 
@@ -113,10 +105,6 @@ def _print_tables(d: dict[str, Any]) -> None:
     for key, value in d["metadata"].items():
         meta.add_row(escape(key), escape(value))
     console.print(meta)
-
-
-def _plain(value: object) -> Any:
-    return value.value if isinstance(value, Enum) else value
 
 
 def register(app: typer.Typer) -> None:

@@ -9,10 +9,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gan.errors import UserError
+from serve.config import PROVIDERS  # one list for export and serve
 
 OUTPUTS = ("float", "uint8")
 PRECISIONS = ("fp32", "fp16")
-PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
+
 MIN_OPSET = 18
 DEFAULT_OPSET = 18  # the widest support: ONNX Runtime (Python, Node), TensorRT 8.6 and newer
 

@@ -14,7 +14,10 @@ import ast
 import functools
 import inspect
 import textwrap
+from enum import Enum
 from itertools import pairwise
+from pathlib import Path
+from typing import Any
 
 
 @functools.cache
@@ -32,5 +35,20 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def help_for(cls: type, name: str) -> str:
-    """The help text of field `name` of `cls`; fails loudly if the field has no docstring."""
-    return field_docs(cls)[name]
+    """The help text of field `name` of `cls`, rich markup escaped ("[batch, C, H, W]" is not a
+    style); fails loudly if the field has no docstring."""
+    from rich.markup import escape  # rich is loaded already (gan.cli's log handler)
+
+    return escape(field_docs(cls)[name])
+
+
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum of `values`: typer shows and checks them as the option's choices."""
+    return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
+
+
+def plain(value: object) -> Any:
+    """A CLI value as a config field wants it: an Enum's value, a Path as str."""
+    if isinstance(value, Enum):
+        return value.value
+    return str(value) if isinstance(value, Path) else value

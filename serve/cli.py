@@ -6,17 +6,16 @@ Only typer and the configs are imported here; onnxruntime and grpc load when a c
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from gan.fielddoc import help_for
+from gan.fielddoc import choices, help_for
 from serve.config import PROVIDERS, GenerateConfig, ServeConfig
 
 _S = ServeConfig()
-Provider = Enum("Provider", {v: v for v in PROVIDERS}, type=str)  # type: ignore[misc]
+Provider = choices("Provider", PROVIDERS)
 
 
 def _h(name: str) -> str:

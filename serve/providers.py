@@ -20,10 +20,11 @@ import numpy as np
 import onnxruntime as ort
 
 from gan.errors import UserError
+from serve.config import PROVIDERS
 
 log = logging.getLogger(__name__)
 
-CHOICES = ("auto", "tensorrt", "cuda", "cpu")
+CHOICES = PROVIDERS
 _NAMES = {
     "tensorrt": "TensorrtExecutionProvider",
     "cuda": "CUDAExecutionProvider",

@@ -5,13 +5,12 @@ Only typer and the config are imported here; torch loads when the command runs.
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from gan.fielddoc import help_for
+from gan.fielddoc import choices, help_for, plain
 from train.config import (
     D_NORMS,
     DATASETS,
@@ -25,16 +24,12 @@ from train.config import (
 _D = TrainConfig()  # the defaults, so flags and config never disagree
 
 
-def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
-    return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
-
-
-Dataset = _choices("Dataset", DATASETS)
-Loss = _choices("Loss", LOSSES)
-Precision = _choices("Precision", PRECISIONS)
-Device = _choices("Device", DEVICES)
-Split = _choices("Split", SPLITS)
-DNorm = _choices("DNorm", D_NORMS)
+Dataset = choices("Dataset", DATASETS)
+Loss = choices("Loss", LOSSES)
+Precision = choices("Precision", PRECISIONS)
+Device = choices("Device", DEVICES)
+Split = choices("Split", SPLITS)
+DNorm = choices("DNorm", D_NORMS)
 
 
 def _h(name: str) -> str:
@@ -84,7 +79,7 @@ def train(
     Under `torchrun --nproc-per-node N` it trains data-parallel (DDP); only rank 0 writes.
     """
     values = {k: v for k, v in locals().items() if k not in ("ctx", "resume", "out")}
-    given = {k: _plain(v) for k, v in values.items() if was_given(ctx, k)}
+    given = {k: plain(v) for k, v in values.items() if was_given(ctx, k)}
 
     from train.loop import run  # torch loads here, not at `gan --help`
 
@@ -95,12 +90,6 @@ def was_given(ctx: typer.Context, name: str) -> bool:
     """Whether the user set this option (on the command line or via its env var)."""
     source = ctx.get_parameter_source(name)
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, Enum):
-        return value.value
-    return str(value) if isinstance(value, Path) else value
 
 
 def register(app: typer.Typer) -> None:
