@@ -48,13 +48,15 @@ class GeneratorServer:
         self._server = grpc.server(ThreadPoolExecutor(c.rpc_threads, thread_name_prefix="rpc"),
                                    options=message_options(c.max_message_bytes),
                                    maximum_concurrent_rpcs=c.rpc_threads)
-        self._bind()  # a taken port fails now, not after a long model load or engine build
+        self.batcher: Batcher | None = None
         try:
+            self._bind()  # taken ports fail now, not after a long model load or engine build
             self._load_and_start()
-        except BaseException:
+        except BaseException:  # leave no port, thread or session behind
             self._server.stop(None)
-            if self._httpd is not None:
-                self._httpd.server_close()
+            if self.batcher is not None:
+                self.batcher.close()
+            self._close_metrics()
             raise
         log.info("gan.v1.Generator serving %s on %s", self.model.info.model_id, self.address)
         return self.address
@@ -78,13 +80,6 @@ class GeneratorServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
-        if c.metrics_port is not None:
-            try:
-                self._httpd = serve_http(self.metrics, c.host, c.metrics_port)
-            except OSError as e:
-                raise UserError(f"cannot serve metrics on {c.host}:{c.metrics_port} "
-                                f"({e.strerror}): pick another --metrics-port") from None
-            self.metrics_port = self._httpd.server_port
         self._server.start()
         for service in ("", SERVICE_NAME):  # the model is loaded and warmed up by now
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -98,6 +93,20 @@ class GeneratorServer:
         if not self.port:
             raise UserError(f"cannot listen on {target}: is the port in use, or the host not an "
                             "address of this machine? (--port 0 picks a free port)")
+        c = self.config
+        if c.metrics_port is not None:
+            try:
+                self._httpd = serve_http(self.metrics, c.host, c.metrics_port)
+            except OSError as e:
+                raise UserError(f"cannot serve metrics on {c.host}:{c.metrics_port} "
+                                f"({e.strerror}): pick another --metrics-port") from None
+            self.metrics_port = self._httpd.server_port
+
+    def _close_metrics(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
 
     @property
     def address(self) -> str:
@@ -115,28 +124,29 @@ class GeneratorServer:
         self.batcher.stop_accepting()  # queued requests run now, new ones get UNAVAILABLE
         self._server.stop(grace).wait()  # no new RPCs; in-flight ones get `grace` seconds
         self.batcher.close()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+        self._close_metrics()
         log.info("stopped")
 
 
 def run_until_signal(config: ServeConfig, on_started=None) -> None:
     """`gan serve`: start, call `on_started(server)`, wait for SIGTERM or SIGINT, drain, stop."""
     server = GeneratorServer(config)
-    server.start()
     stop = threading.Event()
 
     def handle(signum: int, _frame: object) -> None:
         log.info("received %s", signal.Signals(signum).name)
         stop.set()
 
+    # Installed before the (possibly long) model load: a SIGTERM then stops right after start.
     previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        if on_started is not None:
-            on_started(server)
-        stop.wait()
+        server.start()
+        try:
+            if on_started is not None and not stop.is_set():
+                on_started(server)
+            stop.wait()
+        finally:
+            server.stop()
     finally:
-        server.stop()
         for s, h in previous.items():
             signal.signal(s, h)
