@@ -74,20 +74,23 @@ class GeneratorClient:
                  labels: Sequence[int] = (), timeout_s: float | None = None) -> Generated:
         """One Generate call: all images in one response."""
         req = request(num_images, seed=seed, latent=latent, format=format, labels=labels)
-        return decode(self.stub.Generate(req, timeout=timeout_s or self.timeout_s))
+        return decode(self.stub.Generate(req, timeout=self._timeout(timeout_s)))
 
     def generate_stream(self, num_images: int, *, seed: int | None = None,
                         latent: np.ndarray | Sequence[float] | None = None,
-                        format: str = "png", timeout_s: float | None = None,
-                        ) -> Iterator[Generated]:
+                        format: str = "png", labels: Sequence[int] = (),
+                        timeout_s: float | None = None) -> Iterator[Generated]:
         """GenerateStream: the images in order, in parts, as the server makes them."""
-        req = request(num_images, seed=seed, latent=latent, format=format)
-        for response in self.stub.GenerateStream(req, timeout=timeout_s or self.timeout_s):
+        req = request(num_images, seed=seed, latent=latent, format=format, labels=labels)
+        for response in self.stub.GenerateStream(req, timeout=self._timeout(timeout_s)):
             yield decode(response)
 
     def model_info(self, timeout_s: float | None = None) -> pb.ModelInfo:
         return self.stub.GetModelInfo(pb.GetModelInfoRequest(),
-                                      timeout=timeout_s or self.timeout_s)
+                                      timeout=self._timeout(timeout_s))
+
+    def _timeout(self, timeout_s: float | None) -> float:
+        return self.timeout_s if timeout_s is None else timeout_s  # 0 means 0, not "unset"
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Block until the channel connects (grpc.FutureTimeoutError after timeout_s)."""

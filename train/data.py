@@ -141,6 +141,10 @@ def _load_folder(folder: Path, image_size: int, channels: int) -> ImageData:
     if classes:
         files = [(p, i) for i, c in enumerate(classes) for p in sorted((folder / c).rglob("*"))
                  if p.suffix.lower() in IMAGE_SUFFIXES]
+        loose = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        if loose:
+            log.warning("%d images directly in %s are ignored: with class sub-folders, only "
+                        "their images are used", len(loose), folder)
     else:
         files = [(p, 0) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:

@@ -16,12 +16,14 @@ from train import checkpoint
 pytestmark = pytest.mark.fashion_mnist
 
 
-def test_two_process_ddp_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loss", ["ns", "wgan-gp"])  # wgan-gp: a penalty through the DDP wrapper
+def test_two_process_ddp_run(tmp_path: Path, loss: str) -> None:
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
            "--standalone", "-m", "gan", "train", "--split", "test", "--ngf", "8",
            "--ndf", "8", "--batch-size", "16", "--max-steps", "3", "--log-every", "1",
-           "--device", "cpu", "--precision", "fp32", "--num-samples", "4", "--out", str(out)]
+           "--device", "cpu", "--precision", "fp32", "--num-samples", "4", "--loss", loss,
+           "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
