@@ -27,6 +27,7 @@ import torch
 
 from export.onnx import ExportedGenerator
 from gan.contract import sha256_file
+from gan.errors import UserError
 from serve.providers import Session, SessionOptions, create_session
 from train.model import Generator
 
@@ -123,8 +124,9 @@ def check(generator: Generator, model: str | Path, *, output: str, precision: st
     batches = []
     for b in sizes:
         if got[b].shape != ref[:b].shape or got[b].dtype != ref.dtype:
-            raise RuntimeError(f"ONNX model returned {got[b].dtype} {got[b].shape} for batch {b}, "
-                               f"PyTorch {ref.dtype} {ref[:b].shape}")
+            raise UserError(f"the ONNX model returned {got[b].dtype} {got[b].shape} for batch "
+                            f"{b} where the generator gives {ref.dtype} {ref[:b].shape}: it is "
+                            "not this checkpoint's generator")
         d = _abs_diff(got[b], ref[:b])
         batches.append(BatchParity(batch_size=b, max_abs_diff=float(d.max()),
                                    mean_abs_diff=float(d.mean()), passed=bool(d.max() <= tol)))

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from gan.errors import UserError
 
 PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
-FORMATS = ("png", "raw_uint8", "raw_float32")
 
 
 def message_options(max_bytes: int) -> list[tuple[str, int]]:

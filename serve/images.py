@@ -12,8 +12,6 @@ import math
 import numpy as np
 from PIL import Image
 
-FORMATS = ("png", "raw_uint8", "raw_float32")
-
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
     """(B, C, H, W) float in [-1, 1] -> (B, H, W, C) uint8: round((clamp(x) + 1) * 127.5).

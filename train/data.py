@@ -51,10 +51,6 @@ class ImageData:
     def channels(self) -> int:
         return int(self.images.shape[1])
 
-    def to(self, device: torch.device) -> ImageData:
-        labels = self.labels.to(device) if self.labels is not None else None
-        return ImageData(self.images.to(device), labels, self.class_names)
-
 
 def load(config: TrainConfig, *, download: bool = True) -> ImageData:
     """Read the configured dataset (on the CPU)."""
