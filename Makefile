@@ -40,6 +40,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench-train: setup
 	$(BIN)/python bench/train_throughput.py

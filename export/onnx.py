@@ -110,6 +110,7 @@ def to_onnx(generator: Generator, *, output: str = "float", opset: int = DEFAULT
             output_names=["images"], dynamic_shapes={"z": {0: batch}}, external_data=False,
             optimize=True, verbose=False,
         )
+    assert program is not None  # dynamo=True with no file returns the program
     model = program.model_proto
     model.doc_string = DOC
     for key, value in (meta or {}).items():

@@ -89,7 +89,7 @@ class GeneratorClient:
         return self.stub.GetModelInfo(pb.GetModelInfoRequest(),
                                       timeout=self._timeout(timeout_s))
 
-    def _timeout(self, timeout_s: float | None) -> float:
+    def _timeout(self, timeout_s: float | None) -> float | None:
         return self.timeout_s if timeout_s is None else timeout_s  # 0 means 0, not "unset"
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:

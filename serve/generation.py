@@ -6,8 +6,10 @@ images whether a server made them or this process did.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -65,7 +67,7 @@ def write(pictures: list[np.ndarray], config: GenerateConfig) -> list[Path]:
         for i, picture in enumerate(pictures):
             data = images.png(picture)
             path = folder / f"{i:06d}.png"
-            atomic_write(path, lambda f, d=data: f.write(d))
+            atomic_write(path, functools.partial(_write_bytes, data))
             written.append(path)
     return written
 
@@ -79,3 +81,7 @@ def run(config: GenerateConfig) -> tuple[int, list[Path]]:
         assert config.model is not None  # GenerateConfig checks exactly one is set
         pictures = from_model(config.model, config.num_images, seed, config.providers)
     return seed, write(pictures, config)
+
+
+def _write_bytes(data: bytes, f: BinaryIO) -> None:
+    f.write(data)

@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -41,7 +42,7 @@ class GeneratorServer:
         self.metrics_port: int | None = None
         self.metrics = Metrics(config.max_batch_size)
         self._stopped = threading.Event()
-        self._httpd = None
+        self._httpd: WSGIServer | None = None
 
     def start(self) -> str:
         c = self.config
@@ -121,6 +122,7 @@ class GeneratorServer:
         grace = self.config.grace_s if grace_s is None else grace_s
         log.info("shutting down: finishing in-flight requests (grace %.1f s)", grace)
         self.health.enter_graceful_shutdown()  # NOT_SERVING: load balancers move away
+        assert self.batcher is not None, "stop() after a successful start()"
         self.batcher.stop_accepting()  # queued requests run now, new ones get UNAVAILABLE
         self._server.stop(grace).wait()  # no new RPCs; in-flight ones get `grace` seconds
         self.batcher.close()

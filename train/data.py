@@ -8,6 +8,7 @@ float conversion, pad or resize, and normalisation to [-1, 1] for the whole batc
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 import os
@@ -91,7 +92,7 @@ def prepare_debian_fashion_mnist(root: Path) -> bool:
         target = raw / gz.name[: -len(".gz")]
         if not target.is_file():
             with gzip.open(gz, "rb") as src:  # atomic: parallel ranks never read half a file
-                atomic_write(target, lambda f, src=src: shutil.copyfileobj(src, f))
+                atomic_write(target, functools.partial(shutil.copyfileobj, src))
     return True
 
 
@@ -156,11 +157,11 @@ def _load_folder(folder: Path, image_size: int, channels: int) -> ImageData:
 
 def _decode(path: Path, size: int, mode: str) -> np.ndarray:
     try:
-        with Image.open(path) as im:
-            im = im.convert(mode)
+        with Image.open(path) as opened:
+            im = opened.convert(mode)
             side = min(im.size)
             left, top = (im.width - side) // 2, (im.height - side) // 2
-            im = im.crop((left, top, left + side, top + side))
-            return np.asarray(im.resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
+            square = im.crop((left, top, left + side, top + side))
+            return np.asarray(square.resize((size, size), Image.Resampling.BICUBIC), np.uint8)
     except OSError as e:
         raise DataError(f"cannot read image {path}: {e}") from e

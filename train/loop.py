@@ -129,10 +129,12 @@ class Trainer:
         self.memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
         for m in (self.g, self.d):
             m.apply(init_weights)
-            m.to(device=device, memory_format=self.memory_format)
+            m.to(device)
+            m.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         # G's first layer sees a 1x1 input, where channels_last means nothing: keep its weight
         # contiguous (inductor's convolution_backward asserts on those strides, seen on CUDA).
-        self.g.main[0].weight.data = self.g.main[0].weight.data.contiguous()
+        first: nn.ConvTranspose2d = self.g.main[0]  # type: ignore[assignment]
+        first.weight.data = first.weight.data.contiguous()
         # Gradients of D's weights are reduced across ranks in the D step (DDP); the G step and the
         # gradient penalties (double backward, which compiled graphs do not support) use D eagerly.
         self.d_ddp: nn.Module = DDP(self.d) if d.enabled else self.d
@@ -150,8 +152,10 @@ class Trainer:
         self.rng = torch.Generator(device).manual_seed(cfg.seed * 1000 + d.rank + 1)
         self.fixed_noise = torch.randn(cfg.num_samples, cfg.nz,
                                        generator=torch.Generator().manual_seed(cfg.seed)).to(device)
-        self.sampler = DistributedSampler(range(len(self.images)), num_replicas=d.world,
-                                          rank=d.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        # A range is all the sampler needs of a dataset: its length.
+        self.sampler: DistributedSampler[int] = DistributedSampler(
+            range(len(self.images)), num_replicas=d.world, rank=d.rank,  # type: ignore[arg-type]
+            shuffle=True, seed=cfg.seed, drop_last=True)
         self.steps_per_epoch = len(self.sampler) // (cfg.batch_size * cfg.d_steps)
         if self.steps_per_epoch < 1:
             raise ConfigError(f"{len(self.images)} images are too few for batch size "
