@@ -175,9 +175,10 @@ class Trainer:
     def _load_data(self, cfg: TrainConfig) -> data.ImageData:
         """Rank 0 reads first (and downloads if it must); the others then read what it found."""
         if self.dist.is_main:
-            images = data.load(cfg)
-            self.dist.barrier()
-            return images
+            try:
+                return data.load(cfg)
+            finally:  # also on failure: the other ranks then fail on their own, not hang
+                self.dist.barrier()
         self.dist.barrier()
         return data.load(cfg, download=False)
 
