@@ -134,13 +134,18 @@ def create_session(model: str | Path, opts: SessionOptions | None = None) -> Ses
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if opts.intra_op_threads:
         so.intra_op_num_threads = opts.intra_op_threads
-    probe = ort.InferenceSession(str(model), sess_options=so, providers=["CPUExecutionProvider"])
-    z = probe.get_inputs()[0]
-    nz = int(z.shape[1])
-    providers = [(_NAMES[p], _provider_options(p, model, z.name, nz, opts)) for p in tried]
     if tried == ["cpu"]:
-        session = probe
+        session = ort.InferenceSession(str(model), sess_options=so,
+                                       providers=["CPUExecutionProvider"])
+        nz = int(session.get_inputs()[0].shape[1])
     else:
+        # TensorRT's profile names the input: read it from an unoptimised (cheap) CPU session.
+        cheap = ort.SessionOptions()
+        cheap.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        z = ort.InferenceSession(str(model), sess_options=cheap,
+                                 providers=["CPUExecutionProvider"]).get_inputs()[0]
+        nz = int(z.shape[1])
+        providers = [(_NAMES[p], _provider_options(p, model, z.name, nz, opts)) for p in tried]
         # ONNX Runtime prints its "EP Error ... Falling back" banner with print(): keep it off
         # stdout, which carries results (the server's address line, benchmarks' JSON).
         with contextlib.redirect_stdout(sys.stderr):
