@@ -116,7 +116,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         job = Job(z=z, deadline=deadline)
-        if not context.add_callback(lambda: self.batcher.discard(job, _end_reason(context))):
+        if not context.add_callback(lambda: self.batcher.discard(job, _end_reason(context, job))):
             raise _Abort(grpc.StatusCode.CANCELLED, "the request ended before it was queued")
         try:
             self.batcher.submit(job)
@@ -181,6 +181,14 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
                          channels=info.channels, format=kind) for a in arrays]
 
 
-def _end_reason(context: grpc.ServicerContext) -> str:
+# gRPC's deadline timer can fire a few milliseconds before time_remaining() (wall clock) or our
+# monotonic deadline reach zero, so an RPC that ends this close to its deadline ended by it.
+DEADLINE_SLACK_S = 0.05
+
+
+def _end_reason(context: grpc.ServicerContext, job: Job) -> str:
+    """Why an RPC ended while its job may still be queued: "deadline" or "cancelled"."""
     remaining = context.time_remaining()
-    return "deadline" if remaining is not None and remaining <= 0 else "cancelled"
+    if remaining is not None and remaining <= DEADLINE_SLACK_S:
+        return "deadline"
+    return "deadline" if job.expired(time.monotonic() + DEADLINE_SLACK_S) else "cancelled"

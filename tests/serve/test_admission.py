@@ -109,12 +109,13 @@ def test_full_queue_is_resource_exhausted_and_the_server_keeps_serving(
 def test_expired_deadline_is_dropped_before_compute(models: dict[str, Path]) -> None:
     """A request whose deadline passes while it waits for a batch is dropped: no images computed
     for it (gan_serve_images_generated stays 0) and the drop is counted."""
-    with running(models["g32"], max_batch_size=64, max_queue_delay_ms=1000) as s, \
+    with running(models["g32"], max_batch_size=64, max_queue_delay_ms=3000) as s, \
             GeneratorClient(s.address) as client:
+        client.model_info()  # connect first: the deadline must run out in the queue, not before
         with pytest.raises(grpc.RpcError) as e:
-            client.generate(5, seed=1, timeout_s=0.2)
+            client.generate(5, seed=1, timeout_s=0.5)
         assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        time.sleep(1.2)  # past the batch delay: the worker would have run it by now
+        time.sleep(3.2)  # past the batch delay: the worker would have run it by now
         m = s.metrics
         assert m.value("gan_serve_images_dropped_total", reason="deadline") == 5
         assert m.value("gan_serve_images_generated_total") == 0
@@ -163,5 +164,11 @@ def test_a_job_cancelled_before_it_is_queued_is_answered_not_stranded(
         ok = Job(z=np.zeros((3, NZ), np.float32))
         batcher.submit(ok)
         assert job.parts.empty() and ok.parts.get(timeout=10).shape == (3, 1, 32, 32)
+        late = Job(z=np.zeros((2, NZ), np.float32))
+        batcher.discard(late, "deadline")  # the deadline ran out before the handler queued it
+        batcher.submit(late)
+        item = late.parts.get(timeout=5)
+        assert isinstance(item, Dropped) and item.reason == "deadline"
+        assert metrics.value("gan_serve_images_dropped_total", reason="deadline") == 2
     finally:
         batcher.close()
