@@ -49,12 +49,16 @@ def export(config: ExportConfig) -> ExportResult:
         providers.wanted(config.providers)  # a provider that cannot run here fails before export
     source = checkpoint.resolve(config.checkpoint)
     ckpt = checkpoint.load(source)
-    generator = checkpoint.build_generator(ckpt)
+    generator = checkpoint.build_generator(ckpt, ema=config.ema)
+    kind = checkpoint.generator_kind(ckpt, ema=config.ema)
+    class_names = list(ckpt.get("class_names", [])) if generator.num_classes else []
     meta = metadata(ckpt["config"], output=config.output, precision=config.precision,
                     opset=config.opset, step=int(ckpt["step"]),
-                    checkpoint_sha256=sha256_file(source)) | config.extra
-    log.info("exporting %s (step %s) to %s: %s %s, opset %d", source, ckpt["step"], config.out,
-             config.precision, config.output, config.opset)
+                    checkpoint_sha256=sha256_file(source), class_names=class_names,
+                    generator=kind) | config.extra
+    log.info("exporting %s (step %s, %s generator%s) to %s: %s %s, opset %d", source,
+             ckpt["step"], kind, f", {len(class_names)} classes" if class_names else "",
+             config.out, config.precision, config.output, config.opset)
     model = to_onnx(generator, output=config.output, opset=config.opset,
                     precision=config.precision, meta=meta)
     out = Path(config.out)

@@ -35,6 +35,7 @@ def export(
         map(str, _D.batch_sizes)),
     providers: Annotated[Provider, typer.Option(help=_h("providers"))] = _D.providers,  # type: ignore[valid-type, assignment]
     seed: Annotated[int, typer.Option(help=_h("seed"))] = _D.seed,
+    ema: Annotated[bool, typer.Option(help=_h("ema"))] = _D.ema,
     tolerance: Annotated[float, typer.Option(help=_h("tolerance"))] = _D.tolerance,
 ) -> None:
     """Export a checkpoint's generator to one self-describing ONNX file and prove parity.
@@ -44,7 +45,7 @@ def export(
     config = ExportConfig(
         checkpoint=str(checkpoint), out=str(out), opset=opset, output=plain(output),
         precision=plain(precision), check=check, batch_sizes=parse_batch_sizes(batch_sizes),
-        providers=plain(providers), seed=seed, tolerance=tolerance)
+        providers=plain(providers), seed=seed, ema=ema, tolerance=tolerance)
 
     from export.artifact import export as run_export  # torch loads here, not at `gan --help`
 

@@ -48,6 +48,9 @@ class ExportConfig:
     really loads here)."""
     seed: int = 0
     """Seed of the parity check's latent batches."""
+    ema: bool = True
+    """Export the EMA generator (the moving average of G's weights) when the checkpoint has one;
+    --no-ema exports the raw generator."""
     tolerance: float = 0.0
     """Parity bound on max |diff| (values for float output, levels for uint8); 0 means the
     documented default: fp32 1e-4 or 1 level, fp16 1e-2 or 2 levels."""

@@ -2,6 +2,8 @@
 
 Graph contract (what `serve/` and embedding apps rely on):
   input  z       float32 [batch, nz]                 latent ~ N(0, I)
+  input  labels  int64   [batch]                     conditional models only: class index in
+                                                     [0, len(class_names)), one per image
   output images  float32 [batch, C, H, W] in [-1, 1]   (output="float")
                  uint8   [batch, H, W, C] in [0, 255]  (output="uint8", ready-to-show pixels)
 The metadata_props (see metadata()) say all of this in words, so nothing downstream needs torch.
@@ -14,6 +16,7 @@ import copy
 import io
 import json
 import logging
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,11 +52,11 @@ class ExportedGenerator(nn.Module):
         self.output = output
         self.precision = precision
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.precision == "fp16":
-            x = self.generator(z.half()).float()  # fp16 inside, float32 (B, C, H, W) out
+            x = self.generator(z.half(), labels).float()  # fp16 inside, float32 (B, C, H, W) out
         else:
-            x = self.generator(z)  # (B, C, H, W) in [-1, 1]
+            x = self.generator(z, labels)  # (B, C, H, W) in [-1, 1]
         if self.output == "float":
             return x
         pixels = torch.round((x.clamp(-1, 1) + 1) * 127.5)  # [0, 255], round half to even
@@ -65,8 +68,13 @@ DOC = ("DCGAN generator (dcgan-forge). Input z: float32 [batch, nz], z ~ N(0, I)
 
 
 def metadata(config: dict[str, Any], *, output: str, precision: str, opset: int, step: int,
-             checkpoint_sha256: str, class_names: list[str] | None = None) -> dict[str, str]:
-    """The model's self-description: every value a string (ONNX metadata_props)."""
+             checkpoint_sha256: str, class_names: list[str] | None = None,
+             generator: str = "raw") -> dict[str, str]:
+    """The model's self-description: every value a string (ONNX metadata_props).
+
+    class_names is non-empty exactly for a conditional model (it then has the `labels` input);
+    generator says which weights were exported: "ema" (the moving average) or "raw".
+    """
     size, channels = config["image_size"], config["channels"]
     return {
         "format": FORMAT,
@@ -81,6 +89,8 @@ def metadata(config: dict[str, Any], *, output: str, precision: str, opset: int,
         "latent": "standard_normal",
         "dataset": config["dataset"],
         "class_names": json.dumps(class_names or []),
+        "conditional": "true" if class_names else "false",
+        "generator": generator,
         "precision": precision,
         "train_config": json.dumps(config, sort_keys=True),
         "step": str(step),
@@ -102,12 +112,20 @@ def to_onnx(generator: Generator, *, output: str = "float", opset: int = DEFAULT
     ConvTranspose, Tanh, plus the pixel conversion for output="uint8".
     """
     module = ExportedGenerator(generator.eval(), output, precision).eval()
-    z = torch.randn(2, generator.nz)
     batch = torch.export.Dim("batch", min=1, max=65536)
-    with _quiet("onnx_ir", "onnxscript"), contextlib.redirect_stdout(io.StringIO()):
+    args: tuple[torch.Tensor, ...] = (torch.randn(2, generator.nz),)
+    names, shapes = ["z"], {"z": {0: batch}}
+    if generator.num_classes:  # one label per row, sharing z's batch dimension
+        args += (torch.zeros(2, dtype=torch.int64),)
+        names.append("labels")
+        shapes["labels"] = {0: batch}
+    with _quiet("onnx_ir", "onnxscript"), contextlib.redirect_stdout(io.StringIO()), \
+            warnings.catch_warnings():
+        # z and labels share one batch Dim on purpose; the exporter says so in a UserWarning
+        warnings.filterwarnings("ignore", message=".*shares the same shape constraints")
         program = torch.onnx.export(
-            module, (z,), dynamo=True, opset_version=opset, input_names=["z"],
-            output_names=["images"], dynamic_shapes={"z": {0: batch}}, external_data=False,
+            module, args, dynamo=True, opset_version=opset, input_names=names,
+            output_names=["images"], dynamic_shapes=shapes, external_data=False,
             optimize=True, verbose=False,
         )
     assert program is not None  # dynamo=True with no file returns the program

@@ -92,11 +92,14 @@ class ParityReport:
         return out
 
 
-def reference(generator: Generator, output: str, z: np.ndarray) -> np.ndarray:
-    """The PyTorch float32 result for latents z (B, nz): what the ONNX model must reproduce."""
+def reference(generator: Generator, output: str, z: np.ndarray,
+              labels: np.ndarray | None = None) -> np.ndarray:
+    """The PyTorch float32 result for latents z (B, nz) [and labels (B,) int64]: what the ONNX
+    model must reproduce."""
     module = ExportedGenerator(generator.eval(), output).eval()
     with torch.inference_mode():
-        return module(torch.from_numpy(z)).numpy()
+        y = None if labels is None else torch.from_numpy(labels)
+        return module(torch.from_numpy(z), y).numpy()
 
 
 def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -116,10 +119,18 @@ def check(generator: Generator, model: str | Path, *, output: str, precision: st
     opts = SessionOptions(providers=providers, max_batch=largest, opt_batch=largest,
                           cache_dir=cache_dir, fp16=precision == "fp16", tf32=False)
     session = create_session(model, opts)
-    z = np.random.default_rng(seed).standard_normal((largest, generator.nz), dtype=np.float32)
-    ref = reference(generator, output, z)
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((largest, generator.nz), dtype=np.float32)
+    # conditional: every class appears (labels cycle), in a seeded order
+    labels = (rng.permutation(np.arange(largest) % generator.num_classes).astype(np.int64)
+              if generator.num_classes else None)
+    ref = reference(generator, output, z, labels)
     tol = tolerance or TOLERANCES[(precision, output)]
-    run = lambda b: session.session.run(["images"], {"z": z[:b]})[0]  # noqa: E731
+
+    def run(b: int) -> np.ndarray:
+        feed = {"z": z[:b]} if labels is None else {"z": z[:b], "labels": labels[:b]}
+        return session.session.run(["images"], feed)[0]
+
     got = {b: run(b) for b in sizes}
     batches = []
     for b in sizes:

@@ -103,7 +103,7 @@ def has_nvidia_device() -> bool:
     return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
 
 
-def _provider_options(name: str, model: Path, input_name: str, nz: int,
+def _provider_options(name: str, model: Path, inputs: list[Any], nz: int,
                       opts: SessionOptions) -> dict[str, Any]:
     if name == "cuda":
         return {"use_tf32": int(opts.tf32)}
@@ -112,7 +112,10 @@ def _provider_options(name: str, model: Path, input_name: str, nz: int,
     cache = Path(opts.cache_dir) if opts.cache_dir else model.with_suffix(".trt-cache")
     cache.mkdir(parents=True, exist_ok=True)
     opt_batch = opts.opt_batch or opts.max_batch
-    shape = lambda b: f"{input_name}:{b}x{nz}"  # noqa: E731 - TensorRT's "name:dims" syntax
+
+    def shape(b: int) -> str:  # TensorRT's "name:dims,name:dims" syntax: z (b, nz) [labels (b,)]
+        return ",".join(f"{i.name}:{b}x{nz}" if i.name == "z" or len(i.shape) == 2
+                        else f"{i.name}:{b}" for i in inputs)
     return {
         "trt_fp16_enable": opts.fp16,
         "trt_engine_cache_enable": True,
@@ -139,13 +142,13 @@ def create_session(model: str | Path, opts: SessionOptions | None = None) -> Ses
                                        providers=["CPUExecutionProvider"])
         nz = int(session.get_inputs()[0].shape[1])
     else:
-        # TensorRT's profile names the input: read it from an unoptimised (cheap) CPU session.
+        # TensorRT's profile names the inputs: read them from an unoptimised (cheap) CPU session.
         cheap = ort.SessionOptions()
         cheap.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        z = ort.InferenceSession(str(model), sess_options=cheap,
-                                 providers=["CPUExecutionProvider"]).get_inputs()[0]
-        nz = int(z.shape[1])
-        providers = [(_NAMES[p], _provider_options(p, model, z.name, nz, opts)) for p in tried]
+        inputs = ort.InferenceSession(str(model), sess_options=cheap,
+                                      providers=["CPUExecutionProvider"]).get_inputs()
+        nz = int(inputs[0].shape[1])
+        providers = [(_NAMES[p], _provider_options(p, model, inputs, nz, opts)) for p in tried]
         # ONNX Runtime prints its "EP Error ... Falling back" banner with print(): keep it off
         # stdout, which carries results (the server's address line, benchmarks' JSON).
         with contextlib.redirect_stdout(sys.stderr):
@@ -178,9 +181,10 @@ def judge(session: Session) -> None:
 def warm_up(session: Session, nz: int, opts: SessionOptions) -> None:
     """Run the profile's batch sizes once (every size up to max_batch on CUDA with
     warm_every_batch), so no engine is built or tuned while serving."""
-    name = session.session.get_inputs()[0].name
+    inputs = session.session.get_inputs()  # z, and labels for a conditional model
     sizes = sorted({1, opts.opt_batch or opts.max_batch, opts.max_batch})
     if session.provider == "cuda" and opts.warm_every_batch:
         sizes = list(range(1, opts.max_batch + 1))
     for b in sizes:
-        session.session.run(None, {name: np.zeros((b, nz), np.float32)})
+        session.session.run(None, {i.name: np.zeros((b, nz), np.float32) if i.name == "z"
+                                   else np.zeros((b,), np.int64) for i in inputs})

@@ -2,7 +2,8 @@
 `torch.load(path, weights_only=True)`.
 
 Keys: format, format_version, config (asdict of TrainConfig), class_names, step, epoch,
-generator, discriminator, optimizer_g, optimizer_d, scaler_g, scaler_d, rng (noise: each rank's
+generator, generator_ema (when EMA is on: weights with recomputed BatchNorm statistics, updates,
+decay), discriminator, optimizer_g, optimizer_d, scaler_g, scaler_d, rng (noise: each rank's
 latent generator state; torch: the CPU RNG state). A reader needs nothing but this file to
 rebuild the generator (`build_generator`) or to resume the run exactly.
 """
@@ -69,12 +70,23 @@ def config_of(ckpt: dict[str, Any]) -> TrainConfig:
     return TrainConfig.from_dict(ckpt["config"])
 
 
-def build_generator(ckpt: dict[str, Any]) -> Generator:
-    """The checkpoint's generator with its weights, in eval mode, on the CPU."""
+def build_generator(ckpt: dict[str, Any], ema: bool = True) -> Generator:
+    """The checkpoint's generator with its weights, in eval mode, on the CPU: the EMA generator
+    when the run kept one and `ema` is true, else the raw one (see `generator_kind`)."""
     cfg = config_of(ckpt)
-    g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size)
-    g.load_state_dict(ckpt["generator"])
+    classes = len(ckpt.get("class_names", [])) if cfg.conditional else 0
+    g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size, num_classes=classes,
+                  label_dim=cfg.label_dim)
+    if generator_kind(ckpt, ema) == "ema":
+        g.load_state_dict(ckpt["generator_ema"]["weights"])
+    else:
+        g.load_state_dict(ckpt["generator"])
     return g.eval()
+
+
+def generator_kind(ckpt: dict[str, Any], ema: bool = True) -> str:
+    """"ema" when `build_generator(ckpt, ema)` gives the averaged generator, else "raw"."""
+    return "ema" if ema and "generator_ema" in ckpt else "raw"
 
 
 def step_files(folder: Path) -> list[tuple[int, Path]]:

@@ -70,6 +70,11 @@ def train(
     keep_checkpoints: Annotated[int, typer.Option(
         help=_h("keep_checkpoints"))] = _D.keep_checkpoints,
     num_samples: Annotated[int, typer.Option(help=_h("num_samples"))] = _D.num_samples,
+    conditional: Annotated[bool, typer.Option(help=_h("conditional"))] = _D.conditional,
+    label_dim: Annotated[int, typer.Option(help=_h("label_dim"))] = _D.label_dim,
+    ema_decay: Annotated[float, typer.Option(help=_h("ema_decay"))] = _D.ema_decay,
+    eval_every: Annotated[int, typer.Option(help=_h("eval_every"))] = _D.eval_every,
+    eval_images: Annotated[int, typer.Option(help=_h("eval_images"))] = _D.eval_images,
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its checkpoints/last.pt, exactly where it stopped "
              "(its saved config wins; --epochs and --max-steps may extend it).")] = False,

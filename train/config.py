@@ -98,7 +98,22 @@ class TrainConfig:
     keep_checkpoints: int = 3
     """How many periodic step-<N>.pt checkpoints to keep (the newest ones)."""
     num_samples: int = 64
-    """Size of the fixed noise batch drawn into samples/step-<N>.png to watch progress."""
+    """Size of the fixed noise batch drawn into samples/step-<N>.png to watch progress
+    (conditional runs round it up to whole rows of one image per class)."""
+    conditional: bool = False
+    """Train a class-conditional GAN: G joins a label embedding to z, D is a projection
+    discriminator. Needs labelled data (the built-in datasets, or a folder of class folders)."""
+    label_dim: int = 50
+    """Conditional only: size of G's learned label embedding joined with z."""
+    ema_decay: float = 0.999
+    """Keep an exponential moving average of G's weights with this decay (0 turns it off);
+    warmed up as min(decay, (1 + t) / (10 + t)) at step t. Samples, eval and export use it by
+    default; its BatchNorm statistics are recomputed for the averaged weights before each use."""
+    eval_every: int = 0
+    """Every this many generator steps, compute FID/KID/precision/recall (classifier features) on
+    --eval-images images, log them, and keep checkpoints/best.pt by FID (0: never)."""
+    eval_images: int = 2000
+    """Generated (and real test) images per evaluation during training."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -115,7 +130,8 @@ class TrainConfig:
             raise ConfigError(f"image size {self.image_size} is not supported: use one of "
                               f"{', '.join(map(str, IMAGE_SIZES))} (a power of two)")
         positive = ("nz", "ngf", "ndf", "d_steps", "batch_size", "epochs", "log_every",
-                    "checkpoint_every", "keep_checkpoints", "num_samples")
+                    "checkpoint_every", "keep_checkpoints", "num_samples", "label_dim",
+                    "eval_images")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -128,6 +144,11 @@ class TrainConfig:
             raise ConfigError(f"Adam betas must be in [0, 1), got {self.beta1}, {self.beta2}")
         if self.gp_weight < 0 or self.clip_value <= 0:
             raise ConfigError("gp_weight must not be negative and clip_value must be positive")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0 turns EMA off), got "
+                              f"{self.ema_decay}")
+        if self.eval_every < 0:
+            raise ConfigError(f"eval_every must not be negative, got {self.eval_every}")
         if self.dataset == "folder" and not self.data_dir:
             raise ConfigError("dataset 'folder' needs --data-dir DIR (a directory of images)")
 

@@ -9,6 +9,7 @@ only at the logging interval.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -26,6 +27,7 @@ from gan.atomic import atomic_write
 from train import checkpoint, data
 from train import distributed as distrib
 from train.config import ConfigError, TrainConfig
+from train.ema import GeneratorEMA
 from train.losses import make_loss
 from train.metrics import Reporter
 from train.model import Discriminator, Generator, init_weights
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 
 # Flags that may change when a run is resumed; everything else is the run's identity.
 RESUMABLE = {"epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints", "device",
-             "data_dir", "out"}
+             "data_dir", "out", "eval_every", "eval_images"}
 
 
 def run(overrides: dict[str, Any], out: str, resume: bool = False) -> Path:
@@ -123,9 +125,15 @@ class Trainer:
         self.cfg = cfg = replace(cfg, channels=images.channels)
         self.class_names = images.class_names
         self.images = images.images.to(device)  # (N, C, h, w) uint8, gathered per batch
+        self.labels = self._labels(cfg, images)
+        if self.labels is not None:
+            self.labels = self.labels.to(device)  # (N,) int64, gathered with the images
+        classes = len(self.class_names) if cfg.conditional else 0
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
-        self.g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size)
-        self.d = Discriminator(cfg.ndf, cfg.channels, cfg.image_size, norm=cfg.resolved_d_norm)
+        self.g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size, num_classes=classes,
+                           label_dim=cfg.label_dim)
+        self.d = Discriminator(cfg.ndf, cfg.channels, cfg.image_size, norm=cfg.resolved_d_norm,
+                               num_classes=classes)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
         for m in (self.g, self.d):
             m.apply(init_weights)
@@ -150,8 +158,12 @@ class Trainer:
         self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
         # Latents and penalty noise come from one generator per rank, saved in checkpoints.
         self.rng = torch.Generator(device).manual_seed(cfg.seed * 1000 + d.rank + 1)
-        self.fixed_noise = torch.randn(cfg.num_samples, cfg.nz,
+        # The fixed sample batch; conditional: whole rows of classes 0..C-1, one class a column.
+        n = -(-cfg.num_samples // classes) * classes if classes else cfg.num_samples
+        self.fixed_noise = torch.randn(n, cfg.nz,
                                        generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+        self.fixed_labels = torch.arange(n, device=device) % classes if classes else None
+        self.ema = GeneratorEMA(self.g, cfg.ema_decay) if cfg.ema_decay > 0 else None
         # A range is all the sampler needs of a dataset: its length.
         self.sampler: DistributedSampler[int] = DistributedSampler(
             range(len(self.images)), num_replicas=d.world, rank=d.rank,  # type: ignore[arg-type]
@@ -165,6 +177,16 @@ class Trainer:
         self.reporter: Reporter | None = None
         self._acc = torch.zeros(4, device=device)  # sums of loss_d, loss_g, D(x), D(G(z))
         self._acc_steps = 0
+
+    @staticmethod
+    def _labels(cfg: TrainConfig, images: data.ImageData) -> torch.Tensor | None:
+        if not cfg.conditional:
+            return None
+        if images.labels is None or len(images.class_names) < 2:
+            raise ConfigError(f"--conditional needs labelled data with at least 2 classes; "
+                              f"{cfg.data_dir or cfg.dataset} has none (a folder dataset needs "
+                              "one sub-folder per class)")
+        return images.labels
 
     def _compiled(self, module: nn.Module) -> nn.Module:
         """torch.compile'd (fixed shapes: every batch has batch_size images) or as is."""
@@ -242,15 +264,18 @@ class Trainer:
         k = group.shape[0]
         for i in range(k):
             real = self._real(group[i])
+            # conditional: fakes take the real batch's labels, so D compares like with like
+            y = None if self.labels is None else self.labels[group[i]]  # (B,) int64
             z = torch.randn(real.shape[0], cfg.nz, device=self.device, generator=self.rng)
             with self._autocast():
                 # The last fakes keep their graph: the generator step below reuses them.
                 with torch.no_grad() if i < k - 1 else contextlib.nullcontext():
-                    fake = self.g_train(z)
-                d_real = self.d_train(real)
-                d_fake = self.d_train(fake.detach())
+                    fake = self.g_train(z, y)
+                d_real = self.d_train(real, y)
+                d_fake = self.d_train(fake.detach(), y)
                 loss_d = loss.d_loss(d_real, d_fake)
-                penalty = loss.penalty(self.d_ddp, real, fake.detach(), self.rng)
+                critic = self.d_ddp if y is None else functools.partial(self.d_ddp, labels=y)
+                penalty = loss.penalty(critic, real, fake.detach(), self.rng)
                 if penalty is not None:
                     loss_d = loss_d + penalty
             self.opt_d.zero_grad(set_to_none=True)
@@ -262,12 +287,14 @@ class Trainer:
         # wrapper either, since no D gradients are reduced in this step.
         self.d.requires_grad_(False)
         with self._autocast():
-            loss_g = loss.g_loss(self.d_frozen(fake))
+            loss_g = loss.g_loss(self.d_frozen(fake, y))
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss_g).backward()
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
         self.d.requires_grad_(True)
+        if self.ema is not None:
+            self.ema.update(self.g)
         with torch.no_grad():
             self._acc += torch.stack([loss_d.float(), loss_g.float(), loss.score(d_real),
                                       loss.score(d_fake)])
@@ -290,15 +317,22 @@ class Trainer:
 
     # Outputs ----------------------------------------------------------------------------------
 
+    def generator(self) -> Generator:
+        """The generator that samples, evaluations and exports use: the EMA one when kept (with
+        fresh BatchNorm statistics), else G itself; in eval mode (put G back with .train())."""
+        if self.ema is not None:
+            return self.ema.calibrate(batch_size=self.cfg.batch_size)
+        return self.g.eval()
+
     @torch.no_grad()
     def _sample(self) -> None:
         """samples/step-<N>.png: the fixed noise through G in eval mode (as exported)."""
         if not self.dist.is_main:
             return
-        self.g.eval()
-        images = self.g(self.fixed_noise).float().cpu()
+        images = self.generator()(self.fixed_noise, self.fixed_labels).float().cpu()
         self.g.train()
-        nrow = max(1, int(self.cfg.num_samples ** 0.5))
+        nrow = (len(self.class_names) if self.fixed_labels is not None
+                else max(1, int(self.cfg.num_samples ** 0.5)))
         grid = make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
         path = self.out / "samples" / f"step-{self.step}.png"
         atomic_write(path, lambda f: save_image(grid, f, format="png"))
@@ -308,6 +342,9 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         """The checkpoint dict (format in train.checkpoint); a collective under torchrun."""
         noise_states = distrib.gather_object(self.rng.get_state().cpu(), self.dist)
+        if self.ema is not None:
+            self.ema.calibrate(batch_size=self.cfg.batch_size)  # saved ready to use
+        extra = {} if self.ema is None else {"generator_ema": self.ema.state_dict()}
         return {
             "format": checkpoint.FORMAT, "format_version": checkpoint.FORMAT_VERSION,
             "config": self.cfg.to_dict(), "class_names": list(self.class_names),
@@ -316,6 +353,7 @@ class Trainer:
             "optimizer_g": self.opt_g.state_dict(), "optimizer_d": self.opt_d.state_dict(),
             "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
             "rng": {"noise": noise_states, "torch": torch.get_rng_state()},
+            **extra,
         }
 
     def _save(self, periodic: bool) -> None:
@@ -332,6 +370,12 @@ class Trainer:
         """Continue exactly where `ckpt` stopped (same step, weights, optimizer and RNG)."""
         self.g.load_state_dict(ckpt["generator"])
         self.d.load_state_dict(ckpt["discriminator"])
+        if self.ema is not None:
+            if "generator_ema" in ckpt:
+                self.ema.load_state_dict(ckpt["generator_ema"])
+            else:  # a checkpoint from before EMA: start the average at its weights
+                log.warning("the checkpoint has no EMA generator: the average starts here")
+                self.ema = GeneratorEMA(self.g, self.cfg.ema_decay)
         self.opt_g.load_state_dict(ckpt["optimizer_g"])
         self.opt_d.load_state_dict(ckpt["optimizer_d"])
         self.scaler_g.load_state_dict(ckpt["scaler_g"])

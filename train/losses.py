@@ -9,13 +9,17 @@ All losses are means over the batch. Real logits are l_r = D(x), fake ones l_f =
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+# The discriminator as a function of images: D itself, or a conditional D with its labels bound.
+Critic = Callable[[torch.Tensor], torch.Tensor]
 
-def gradient_penalty(d: nn.Module, x: torch.Tensor) -> torch.Tensor:
+
+def gradient_penalty(d: Critic, x: torch.Tensor) -> torch.Tensor:
     """E[(||grad_x D(x)||_2 - 1)^2] at the points x (B, C, H, W), differentiable in D's weights."""
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x).sum(), x, create_graph=True)
@@ -35,7 +39,7 @@ class GanLoss(ABC):
     def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
         """The generator's loss from fake logits (B,)."""
 
-    def penalty(self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+    def penalty(self, d: Critic, real: torch.Tensor, fake: torch.Tensor,
                 rng: torch.Generator) -> torch.Tensor | None:
         """An extra discriminator term (gradient penalties); None when there is none."""
         return None

@@ -16,11 +16,16 @@ def test_round_trip_weights_only(tiny_run: Path) -> None:
     assert ckpt["format"] == checkpoint.FORMAT and ckpt["format_version"] == 1
     assert ckpt["step"] == 4 and ckpt["config"]["channels"] == 1
     assert {"generator", "discriminator", "optimizer_g", "optimizer_d", "rng", "epoch"} <= set(ckpt)
-    g = checkpoint.build_generator(checkpoint.load(tiny_run))  # a run dir means its last.pt
-    assert not g.training
-    assert g(torch.randn(2, 100)).shape == (2, 1, 32, 32)
-    for k, v in g.state_dict().items():
+    loaded = checkpoint.load(tiny_run)  # a run dir means its last.pt
+    raw = checkpoint.build_generator(loaded, ema=False)
+    assert not raw.training and checkpoint.generator_kind(loaded, ema=False) == "raw"
+    assert raw(torch.randn(2, 100)).shape == (2, 1, 32, 32)
+    for k, v in raw.state_dict().items():
         assert torch.equal(v, ckpt["generator"][k])
+    g = checkpoint.build_generator(loaded)  # EMA is on by default: the averaged generator
+    assert checkpoint.generator_kind(loaded) == "ema" and ckpt["generator_ema"]["updates"] == 4
+    for k, v in g.state_dict().items():
+        assert torch.equal(v, ckpt["generator_ema"]["weights"][k])
 
 
 def test_periodic_checkpoints_are_pruned(tiny_run: Path) -> None:
