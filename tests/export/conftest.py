@@ -56,6 +56,21 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
 
 
 @pytest.fixture(scope="session")
+def conditional_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished short conditional run at 32 px (10 Fashion-MNIST classes, or 2 folders)."""
+    from train.loop import run
+
+    root = tmp_path_factory.mktemp("cond")
+    data: dict[str, Any] = {}
+    if not FASHION_MNIST.is_file():
+        for name in ("boxes", "more-boxes"):
+            image_folder(root / "classes" / name, count=16)
+        data = {"dataset": "folder", "data_dir": str(root / "classes"), "channels": 1,
+                "split": "train"}
+    return run({**TINY, **data, "image_size": 32, "conditional": True}, out=str(root / "run"))
+
+
+@pytest.fixture(scope="session")
 def exported(runs: dict[int, Path], tmp_path_factory: pytest.TempPathFactory
              ) -> Callable[..., ExportResult]:
     """exported(size, output="float", precision="fp32") -> the checked export, made once."""

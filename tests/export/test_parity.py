@@ -154,3 +154,36 @@ def test_run_directory_and_checkpoint_file_give_the_same_model(exported, runs, t
     export(ExportConfig(checkpoint=str(runs[32] / "checkpoints" / "last.pt"), out=str(out),
                         check=False))
     assert out.read_bytes() == exported(32).model.read_bytes()  # export is deterministic
+
+
+@pytest.mark.parametrize("output", ["float", "uint8"])
+def test_conditional_model_has_a_labels_input_and_passes_parity(conditional_run, tmp_path,
+                                                                 output):
+    result = export(ExportConfig(checkpoint=str(conditional_run), output=output,
+                                 out=str(tmp_path / "cond.onnx")))
+    assert result.report.passed, result.report.lines()
+    session = ort.InferenceSession(str(result.model), providers=["CPUExecutionProvider"])
+    inputs = {i.name: (i.type, i.shape) for i in session.get_inputs()}
+    assert inputs == {"z": ("tensor(float)", ["batch", 100]),
+                      "labels": ("tensor(int64)", ["batch"])}
+    meta = session.get_modelmeta().custom_metadata_map
+    names = checkpoint.load(conditional_run)["class_names"]
+    assert json.loads(meta["class_names"]) == names and meta["conditional"] == "true"
+    assert meta["generator"] == "ema"
+    # the label steers the image: one latent, two classes, two different images
+    z = np.random.default_rng(0).standard_normal((1, 100), dtype=np.float32).repeat(2, axis=0)
+    a, b = session.run(None, {"z": z, "labels": np.array([0, 1], np.int64)})[0]
+    assert not np.array_equal(a, b)
+
+
+def test_no_ema_exports_the_raw_generator(runs, exported, tmp_path):
+    raw = export(ExportConfig(checkpoint=str(runs[32]), out=str(tmp_path / "raw.onnx"),
+                              ema=False))
+    assert raw.report.passed
+    meta = {m.key: m.value for m in onnx.load(str(raw.model)).metadata_props}
+    ema_meta = {m.key: m.value for m in onnx.load(str(exported(32).model)).metadata_props}
+    assert (meta["generator"], ema_meta["generator"]) == ("raw", "ema")
+    assert meta["conditional"] == "false" and json.loads(meta["class_names"]) == []
+    z = np.zeros((1, 100), np.float32)
+    run = lambda p: ort.InferenceSession(str(p)).run(None, {"z": z})[0]  # noqa: E731
+    assert not np.array_equal(run(raw.model), run(exported(32).model))

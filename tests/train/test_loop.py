@@ -34,7 +34,8 @@ def test_run_writes_everything(tiny_run: Path) -> None:
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     ckpt = checkpoint.load(run_dir)
     return {**{f"g.{k}": v for k, v in ckpt["generator"].items()},
-            **{f"d.{k}": v for k, v in ckpt["discriminator"].items()}}
+            **{f"d.{k}": v for k, v in ckpt["discriminator"].items()},
+            **{f"ema.{k}": v for k, v in ckpt["generator_ema"]["weights"].items()}}
 
 
 def test_resume_is_exact(tmp_path: Path) -> None:
