@@ -58,6 +58,7 @@ def train(
     batch_size: Annotated[int, typer.Option(help=_h("batch_size"))] = _D.batch_size,
     epochs: Annotated[int, typer.Option(help=_h("epochs"))] = _D.epochs,
     max_steps: Annotated[int, typer.Option(help=_h("max_steps"))] = _D.max_steps,
+    max_seconds: Annotated[float, typer.Option(help=_h("max_seconds"))] = _D.max_seconds,
     precision: Annotated[Precision, typer.Option(help=_h("precision"))] = _D.precision,  # type: ignore[valid-type, assignment]
     channels_last: Annotated[bool, typer.Option(help=_h("channels_last"))] = _D.channels_last,
     compile: Annotated[bool, typer.Option(help=_h("compile"))] = _D.compile,

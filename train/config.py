@@ -75,6 +75,9 @@ class TrainConfig:
     """Passes over the dataset."""
     max_steps: int = 0
     """Stop after this many generator steps (0: no limit; for smoke runs and benchmarks)."""
+    max_seconds: float = 0.0
+    """Stop after this much training time in seconds, checked at each logging step (0: no
+    limit): a fixed wall-clock budget, for comparisons and for shared machines."""
     precision: str = "auto"
     """Autocast precision: fp32, bf16, fp16, or auto (bf16 on a CPU with native bf16 instructions;
     fp32 elsewhere: emulated bf16 is many times slower, and on a GPU these small models are
@@ -135,8 +138,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_steps < 0 or self.channels < 0:
-            raise ConfigError("max_steps and channels must not be negative")
+        if self.max_steps < 0 or self.channels < 0 or self.max_seconds < 0:
+            raise ConfigError("max_steps, max_seconds and channels must not be negative")
         if not (self.lr_g > 0 and self.lr_d > 0):
             raise ConfigError(f"learning rates must be positive, got lr_g={self.lr_g}, "
                               f"lr_d={self.lr_d}")

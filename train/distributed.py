@@ -46,6 +46,16 @@ def init(device: torch.device) -> Dist:
     return Dist(rank=rank, world=world, local_rank=local)
 
 
+def any_rank(flag: bool, d: Dist) -> bool:
+    """Whether `flag` is true on any rank (a collective: all ranks must call it), so that a
+    decision one rank takes alone (a time budget ran out) is taken by all of them together."""
+    if not d.enabled:
+        return flag
+    t = torch.tensor([int(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)  # gloo and nccl both reduce CPU-side ints fine
+    return bool(t.item())
+
+
 def gather_object(obj: object, d: Dist) -> list[object]:
     """Every rank's `obj`, in rank order (a collective: all ranks must call it)."""
     if not d.enabled:

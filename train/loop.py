@@ -35,8 +35,8 @@ from train.model import Discriminator, Generator, init_weights
 log = logging.getLogger(__name__)
 
 # Flags that may change when a run is resumed; everything else is the run's identity.
-RESUMABLE = {"epochs", "max_steps", "log_every", "checkpoint_every", "keep_checkpoints", "device",
-             "data_dir", "out", "eval_every", "eval_images"}
+RESUMABLE = {"epochs", "max_steps", "max_seconds", "log_every", "checkpoint_every",
+             "keep_checkpoints", "device", "data_dir", "out", "eval_every", "eval_images"}
 
 
 def run(overrides: dict[str, Any], out: str, resume: bool = False) -> Path:
@@ -228,22 +228,36 @@ class Trainer:
                  self.total_steps, cfg.batch_size, self.dist.world,
                  self.amp_dtype or torch.float32)
         self._tick = (time.perf_counter(), self.step)
+        self._began = time.perf_counter()
         if self.step >= self.total_steps:
             log.info("nothing to do: the run is at step %d of %d (raise --epochs or --max-steps "
                      "to extend it)", self.step, self.total_steps)
         while self.step < self.total_steps:
             epoch, offset = divmod(self.step, self.steps_per_epoch)
+            stop = False
             for group in self._epoch_batches(epoch)[offset:]:
                 self._train_step(group)
                 self.step += 1
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     self._log(epoch)
+                    stop = self._out_of_time()
                 if self.step % cfg.checkpoint_every == 0:
                     self._save(periodic=True)
-                if self.step == self.total_steps:
+                if self.step == self.total_steps or stop:
                     break
             self._sample()  # at every epoch end, and at the end of a cut-short run
             self._save(periodic=False)
+            if stop:
+                log.info("stopped at step %d: the --max-seconds budget of %gs is spent",
+                         self.step, cfg.max_seconds)
+                break
+
+    def _out_of_time(self) -> bool:
+        """Whether --max-seconds is spent (on any rank: all ranks stop at the same step)."""
+        if not self.cfg.max_seconds:
+            return False
+        spent = time.perf_counter() - self._began >= self.cfg.max_seconds
+        return distrib.any_rank(spent, self.dist)
 
     def _epoch_batches(self, epoch: int) -> torch.Tensor:
         """This rank's shuffled indices for `epoch`, as (steps, d_steps, batch); a pure function

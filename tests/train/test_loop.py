@@ -109,3 +109,10 @@ def test_compiled_training_with_a_gradient_penalty(tmp_path: Path) -> None:
     ckpt = checkpoint.load(out)
     assert ckpt["step"] == 2
     assert not any(k.startswith("_orig_mod.") for k in ckpt["generator"])  # unwrapped modules
+
+
+def test_max_seconds_stops_at_a_logging_step_and_saves(tmp_path: Path) -> None:
+    out = train_tiny(tmp_path / "run", epochs=50, max_seconds=0.01, log_every=3)
+    ckpt = checkpoint.load(out)
+    assert ckpt["step"] == 3  # the first logging step after the budget ran out
+    assert (out / "samples" / "step-3.png").is_file()
