@@ -173,6 +173,8 @@ class Trainer:
             raise ConfigError(f"{len(self.images)} images are too few for batch size "
                               f"{cfg.batch_size} x {cfg.d_steps} D steps x {d.world} processes")
         self.step = 0
+        self.best_fid = float("inf")  # of the --eval-every evaluations so far
+        self._features: Any = None  # the classifier feature extractor, loaded at the first eval
         self.out = Path(cfg.out)
         self.reporter: Reporter | None = None
         self._acc = torch.zeros(4, device=device)  # sums of loss_d, loss_g, D(x), D(G(z))
@@ -243,6 +245,8 @@ class Trainer:
                     stop = self._out_of_time()
                 if self.step % cfg.checkpoint_every == 0:
                     self._save(periodic=True)
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    self._evaluate(epoch)
                 if self.step == self.total_steps or stop:
                     break
             self._sample()  # at every epoch end, and at the end of a cut-short run
@@ -353,6 +357,53 @@ class Trainer:
         assert self.reporter is not None
         self.reporter.image(self.step, grid)
 
+    def _evaluate(self, epoch: int) -> None:
+        """FID/KID/precision/recall of the sampling generator on --eval-images images (rank 0),
+        logged; checkpoints/best.pt follows the best FID (a collective: every rank calls it)."""
+        better = False
+        if self.dist.is_main:
+            result = self._quality()
+            values = {"eval/fid": result["fid"], "eval/kid": result["kid_mean"],
+                      "eval/precision": result["precision"], "eval/recall": result["recall"]}
+            if "class_accuracy_mean" in result:
+                values["eval/class_accuracy"] = result["class_accuracy_mean"]
+            assert self.reporter is not None
+            self.reporter.record(self.step, epoch, values)
+            better = result["fid"] < self.best_fid
+            if better:
+                self.best_fid = result["fid"]
+        if distrib.any_rank(better, self.dist):
+            state = self.state()
+            if self.dist.is_main:
+                checkpoint.atomic_save(state, self.out / "checkpoints" / "best.pt")
+                log.info("step %d: best FID so far (%.4g): checkpoints/best.pt", self.step,
+                         self.best_fid)
+
+    @torch.no_grad()
+    def _quality(self) -> dict[str, Any]:
+        from train.evaluation import evaluate  # scores and the classifier load on first use
+        from train.features import ClassifierFeatures
+
+        cfg = self.cfg
+        if self._features is None:
+            self._features = ClassifierFeatures.for_dataset(
+                cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.image_size,
+                channels=cfg.channels)
+        g = self.generator()
+
+        def sample(z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+            y = None if labels is None else labels.to(self.device)
+            return g(z.to(self.device), y).float().cpu()
+
+        try:
+            return evaluate(sample, nz=cfg.nz, dataset=cfg.dataset, data_dir=cfg.data_dir,
+                            image_size=cfg.image_size, channels=cfg.channels,
+                            n=cfg.eval_images, features=self._features,
+                            class_names=list(self.class_names) if cfg.conditional else [],
+                            seed=cfg.seed)
+        finally:
+            self.g.train()
+
     def state(self) -> dict[str, Any]:
         """The checkpoint dict (format in train.checkpoint); a collective under torchrun."""
         noise_states = distrib.gather_object(self.rng.get_state().cpu(), self.dist)
@@ -367,6 +418,7 @@ class Trainer:
             "optimizer_g": self.opt_g.state_dict(), "optimizer_d": self.opt_d.state_dict(),
             "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
             "rng": {"noise": noise_states, "torch": torch.get_rng_state()},
+            "best_fid": self.best_fid,
             **extra,
         }
 
@@ -406,6 +458,7 @@ class Trainer:
                         "it, so this resumed run is not bit-identical to an uninterrupted one")
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.step = int(ckpt["step"])
+        self.best_fid = float(ckpt.get("best_fid", float("inf")))
         log.info("resumed %s at step %d", self.out, self.step)
 
     def close(self) -> None:

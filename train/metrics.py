@@ -64,6 +64,16 @@ class Reporter:
             log.info("step %d epoch %d %s D(x) %.3f D(G(z)) %.3f", step, epoch, status,
                      values["d/real"], values["d/fake"])
 
+    def record(self, step: int, epoch: int, values: dict[str, float]) -> None:
+        """Scalars other than the training losses (evaluations): TensorBoard and metrics.jsonl."""
+        for k, v in values.items():
+            self.writer.add_scalar(k, v, step)
+        row = {"step": step, "epoch": epoch, "time": round(time.time(), 3),
+               **{k: round(v, 6) for k, v in values.items()}}
+        self.jsonl.write(json.dumps(row) + "\n")
+        self.jsonl.flush()
+        log.info("step %d: %s", step, "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
+
     def image(self, step: int, grid: torch.Tensor) -> None:
         """grid: (3, H, W) float in [0, 1]."""
         self.writer.add_image("samples", grid, step)

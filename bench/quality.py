@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Image quality of two training configurations at equal budgets, with and without EMA.
+
+Trains `gan train`'s default configuration (32x32, ngf = ndf = 64, batch 128) and the 64x64
+textbook configuration of the PyTorch DCGAN tutorial (ngf = ndf = 64, batch 128) on real
+Fashion-MNIST, each for the same wall-clock budget (--seconds) and for the same number of
+training images (--images), then scores every run with `gan eval` (classifier features: FID,
+KID, precision, recall against the real test split) for the EMA generator and the raw one.
+Prints one JSON object; --out also writes it and copies each run's last sample grid there.
+
+    python bench/quality.py [--seconds 300] [--images 32000] [-n 10000] [--out DIR]
+
+A budget of 0 skips it. Equal-image results do not depend on the machine's load (training is
+deterministic for a seed); equal-time results do: run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CONFIGS = {
+    "default-32px": [],
+    "textbook-64px": ["--image-size", "64", "--ngf", "64", "--ndf", "64", "--batch-size", "128"],
+}
+BATCH = 128  # both configurations
+
+
+def gan(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "gan", *args], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def train(name: str, budget: list[str], out: Path, seed: int) -> dict:
+    """One run; seconds is the whole `gan train` process (start-up and data loading too)."""
+    began = time.perf_counter()
+    gan("train", *CONFIGS[name], *budget, "--epochs", "1000", "--seed", str(seed),
+        "--out", str(out), "--log-every", "25", "--checkpoint-every", str(10**9))
+    seconds = time.perf_counter() - began
+    step = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    return {"steps": step, "images": step * BATCH, "seconds": round(seconds, 1)}
+
+
+def score(run: Path, n: int, ema: bool, out: Path) -> dict:
+    gan("eval", str(run), "-n", str(n), "--features", "classifier", "--out", str(out),
+        *([] if ema else ["--no-ema"]))
+    r = json.loads(out.read_text())
+    keep = ("fid", "kid_mean", "kid_std", "precision", "recall")
+    return {k: r[k] for k in keep}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=300, help="equal wall-clock budget")
+    ap.add_argument("--images", type=int, default=32000, help="equal training-image budget")
+    ap.add_argument("-n", type=int, default=10000, help="generated images per evaluation")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, help="also write quality.json and sample grids here")
+    args = ap.parse_args()
+    budgets = {}
+    if args.seconds:
+        budgets["equal_time"] = ["--max-seconds", str(args.seconds)]
+    if args.images:
+        budgets["equal_images"] = ["--max-steps", str(max(1, args.images // BATCH))]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for budget, flags in budgets.items():
+            for name in CONFIGS:
+                run = Path(tmp) / f"{budget}-{name}"
+                row = {"budget": budget, "config": name, **train(name, flags, run, args.seed)}
+                for ema in (True, False):
+                    row["ema" if ema else "raw"] = score(run, args.n, ema, run / "eval.json")
+                results.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+                if args.out:
+                    args.out.mkdir(parents=True, exist_ok=True)
+                    grid = max((run / "samples").glob("step-*.png"),
+                               key=lambda p: int(p.stem.split("-")[1]))
+                    shutil.copy(grid, args.out / f"{budget}-{name}.png")
+    report = {"benchmark": "quality", "features": "classifier", "n": args.n,
+              "dataset": "fashion-mnist", "seed": args.seed,
+              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+              "results": results}
+    text = json.dumps(report, indent=2)
+    if args.out:
+        (args.out / "quality.json").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
