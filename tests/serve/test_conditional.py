@@ -211,3 +211,32 @@ def test_label_names_and_indices() -> None:
     # a name wins over an index, and exact case over folded case
     assert labels.parse("1", ["x", "y", "1"]) == 2
     assert labels.parse("A", ["a", "A"]) == 1 and labels.parse("a", ["a", "A"]) == 0
+
+
+def test_bad_labels_do_not_disturb_good_requests_in_the_same_batch(
+        models: dict[str, Path]) -> None:
+    """Good labelled requests wait 300 ms for a batch to fill while bad-label requests arrive:
+    every good one gets exactly its solo images, and nothing ends in INTERNAL."""
+    with running(models["g32_cond"], max_batch_size=64, max_queue_delay_ms=300) as s, \
+            GeneratorClient(s.address) as client:
+        goods = [(3, [5]), (2, [0, 9]), (4, [])]
+        solo = [client.generate(n, seed=8, labels=ls, format="raw_float32").data
+                for n, ls in goods]
+        results: dict[int, list[bytes]] = {}
+
+        def ask(i: int) -> None:
+            n, ls = goods[i]
+            results[i] = client.generate(n, seed=8, labels=ls, format="raw_float32").data
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(goods))]
+        for th in threads:
+            th.start()
+        for values, n in (([10], 2), ([-3], 1), ([1, 2], 3)):
+            with pytest.raises(grpc.RpcError) as e:
+                client.generate(n, seed=8, labels=values)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        for th in threads:
+            th.join(timeout=30)
+        assert [results[i] for i in range(len(goods))] == solo
+        assert s.metrics.value("gan_serve_requests_total", method="Generate",
+                               code="INTERNAL") == 0
