@@ -8,6 +8,10 @@ deadline passed are dropped before compute. After inference, each part's slice o
 put on its job's `parts` queue, in order, where the job's RPC handler thread picks it up and
 converts and encodes it: encoding runs on the handlers (in parallel), never on the worker, and
 with no extra thread hop between the worker and the response.
+
+For a conditional model each job carries one label per image; a batch concatenates its parts'
+labels exactly as it concatenates their latents, so requests with different labels share a batch
+and every image keeps its own label.
 """
 
 from __future__ import annotations
@@ -45,9 +49,11 @@ class Dropped(Exception):
 
 @dataclass(eq=False)
 class Job:
-    """One request: its latent, its deadline, its progress, and the queue its results go to."""
+    """One request: its latent (and labels), its deadline, its progress, and the queue its
+    results go to."""
 
     z: np.ndarray  # (n, nz) float32
+    labels: np.ndarray | None = None  # (n,) int64 for a conditional model, else None
     deadline: float | None = None  # time.monotonic() after which nobody waits for the result
     enqueued: float = field(default_factory=time.monotonic)
     taken: int = 0  # images already handed to batches
@@ -66,10 +72,13 @@ class Job:
         return self.deadline is not None and now >= self.deadline
 
 
-class Batcher:
-    """The queue and its one inference worker; `run` is the model call (B, nz) -> outputs."""
+Run = Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # z (B, nz), labels (B,) -> output
 
-    def __init__(self, run: Callable[[np.ndarray], np.ndarray], *, metrics: Metrics,
+
+class Batcher:
+    """The queue and its one inference worker; `run` is the model call (z, labels) -> outputs."""
+
+    def __init__(self, run: Run, *, metrics: Metrics,
                  max_batch: int, max_delay_s: float, max_queue: int) -> None:
         self._run = run
         self._metrics = metrics
@@ -181,10 +190,9 @@ class Batcher:
 
     def _compute(self, parts: list[tuple[Job, int, int]]) -> None:
         """Run one batch and hand each part's output slice to its job's handler."""
-        z = parts[0][0].z[parts[0][1]:parts[0][2]] if len(parts) == 1 else np.concatenate(
-            [job.z[start:stop] for job, start, stop in parts])  # (B, nz)
+        z, labels = _gather(parts)  # (B, nz), (B,) or None
         began = time.perf_counter()
-        out = self._run(z)  # (B, C, H, W) or (B, H, W, C); a failure fails this batch only
+        out = self._run(z, labels)  # (B, C, H, W) or (B, H, W, C); a failure fails this batch
         self._metrics.inference.observe(time.perf_counter() - began)
         self._metrics.batch_size.observe(len(z))
         self._metrics.images.inc(len(z))
@@ -193,3 +201,18 @@ class Batcher:
             n = stop - start
             job.parts.put(out[offset:offset + n])
             offset += n
+
+
+def _gather(parts: list[tuple[Job, int, int]]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The batch's inputs: z (B, nz) and labels (B,) (None for an unconditional model), row b
+    belonging to the same image in both."""
+    if len(parts) == 1:  # no copy for a batch of one request
+        job, start, stop = parts[0]
+        return job.z[start:stop], None if job.labels is None else job.labels[start:stop]
+    z = np.concatenate([job.z[start:stop] for job, start, stop in parts])
+    if parts[0][0].labels is None:
+        return z, None
+    labelled = [job.labels[start:stop] for job, start, stop in parts if job.labels is not None]
+    if len(labelled) != len(parts):  # the servicer gives every job of a conditional model labels
+        raise ValueError("a batch mixes jobs with and without labels")
+    return z, np.concatenate(labelled)

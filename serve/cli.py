@@ -69,8 +69,13 @@ def serve(
 
 
 def generate(
-    num_images: Annotated[int, typer.Option("--num-images", "-n", help=_g("num_images"))] = 16,
+    num_images: Annotated[int | None, typer.Option("--num-images", "-n", help=_g("num_images"),
+                                                   show_default=False)] = None,
     seed: Annotated[int | None, typer.Option(help=_g("seed"))] = None,
+    label: Annotated[str | None, typer.Option(help=_g("label"))] = None,
+    interpolate: Annotated[tuple[int, int] | None, typer.Option(
+        help=_g("interpolate"), metavar="SEED_A SEED_B", show_default=False)] = None,
+    steps: Annotated[int, typer.Option(help=_g("steps"))] = 10,
     server: Annotated[str | None, typer.Option(help=_g("server"))] = None,
     model: Annotated[str | None, typer.Option(help=_g("model"))] = None,
     out: Annotated[str | None, typer.Option(help=_g("out"))] = None,
@@ -81,7 +86,7 @@ def generate(
 ) -> None:
     """Generate images through a running `gan serve` (--server) or a local ONNX file (--model).
 
-    The same seed gives the same images either way.
+    The same seed and --label give the same images either way. --interpolate: seed to seed.
     """
     values = {k: v for k, v in locals().items()}
     values["providers"] = getattr(providers, "value", providers)
@@ -89,10 +94,10 @@ def generate(
 
     from serve.generation import run  # grpc / onnxruntime load here
 
-    used, written = run(config)
+    made, written = run(config)
     where = config.server or config.model
-    print(f"wrote {len(written)} file(s) for {config.num_images} images from {where} "
-          f"(seed {used}): {', '.join(map(str, written[:3]))}{' ...' if len(written) > 3 else ''}")
+    print(f"wrote {len(written)} file(s) for {config.count} images from {where} "
+          f"({made}): {', '.join(map(str, written[:3]))}{' ...' if len(written) > 3 else ''}")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,8 @@
 
     with GeneratorClient("127.0.0.1:50051") as client:
         result = client.generate(16, seed=1)          # result.images: 16 (H, W, C) uint8 arrays
-        info = client.model_info()
+        info = client.model_info()                    # info.class_names: [] if unconditional
+        shoes = client.generate(4, seed=1, labels=7)  # conditional: class 7 for every image
 
 Errors are grpc.RpcError with the server's status code and message (INVALID_ARGUMENT for bad
 input, RESOURCE_EXHAUSTED when the server's queue is full, UNAVAILABLE when it is unreachable).
@@ -34,13 +35,22 @@ class Generated:
     first_index: int = 0
 
 
+Labels = int | Sequence[int] | np.ndarray  # one class for all images, or one per image
+
+
 def request(num_images: int, *, seed: int | None = None,
             latent: np.ndarray | Sequence[float] | None = None, format: str = "png",
-            labels: Sequence[int] = ()) -> pb.GenerateRequest:
-    """A GenerateRequest; `latent` is (num_images, nz) or flat row-major."""
+            labels: Labels = ()) -> pb.GenerateRequest:
+    """A GenerateRequest; `latent` is (num_images, nz) or flat row-major; `labels` (conditional
+    models) one class index for all images or one per image, () for the server's default (the
+    classes in turn)."""
     if format not in TO_PB:
         raise ValueError(f"unknown format {format!r}: use one of {', '.join(TO_PB)}")
-    req = pb.GenerateRequest(num_images=num_images, format=TO_PB[format], labels=labels)
+    classes = np.asarray(labels).ravel()
+    if classes.size and classes.dtype.kind not in "iu":
+        raise ValueError(f"labels must be integer class indices, got {classes.dtype} values")
+    req = pb.GenerateRequest(num_images=num_images, format=TO_PB[format],
+                             labels=classes.astype(np.int64).tolist())
     if seed is not None:
         req.seed = seed
     if latent is not None:
@@ -71,14 +81,14 @@ class GeneratorClient:
 
     def generate(self, num_images: int, *, seed: int | None = None,
                  latent: np.ndarray | Sequence[float] | None = None, format: str = "png",
-                 labels: Sequence[int] = (), timeout_s: float | None = None) -> Generated:
-        """One Generate call: all images in one response."""
+                 labels: Labels = (), timeout_s: float | None = None) -> Generated:
+        """One Generate call: all images in one response. `labels`: see `request`."""
         req = request(num_images, seed=seed, latent=latent, format=format, labels=labels)
         return decode(self.stub.Generate(req, timeout=self._timeout(timeout_s)))
 
     def generate_stream(self, num_images: int, *, seed: int | None = None,
                         latent: np.ndarray | Sequence[float] | None = None,
-                        format: str = "png", labels: Sequence[int] = (),
+                        format: str = "png", labels: Labels = (),
                         timeout_s: float | None = None) -> Iterator[Generated]:
         """GenerateStream: the images in order, in parts, as the server makes them."""
         req = request(num_images, seed=seed, latent=latent, format=format, labels=labels)

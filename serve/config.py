@@ -105,21 +105,31 @@ class ServeConfig:
 class GenerateConfig:
     """What `gan generate` makes, and where from."""
 
-    num_images: int = 16
-    """How many images to generate."""
+    num_images: int | None = None
+    """How many images to generate (default 16); with --interpolate, --steps sets the count."""
     seed: int | None = None
     """Latent seed (see the determinism rule); unset: a random one, printed so the images can be
     made again."""
+    label: str | None = None
+    """Conditional models: the class of every image, by name (case-insensitive) or index; unset:
+    the classes in turn (image i gets class i % classes)."""
+    interpolate: tuple[int, int] | None = None
+    """Two seeds A and B: instead of a batch, --steps frames along the slerp from seed A's latent
+    to seed B's (first frame = seed A's image, last = seed B's)."""
+    steps: int = 10
+    """With --interpolate: number of frames, at least 2."""
     server: str | None = None
     """A running `gan serve` to ask, as HOST:PORT."""
     model: str | None = None
     """An ONNX generator to run locally instead of asking a server (same latents, same images)."""
     out: str | None = None
-    """Write all images as one grid PNG to this file."""
+    """Write all images to this file: .png is one grid (with --interpolate, one row: a strip),
+    .gif an animation with one frame per image."""
     out_dir: str | None = None
     """Write one PNG per image (000000.png, 000001.png, ...) into this folder."""
     nrow: int = 0
-    """Images per grid row; 0: a square-ish grid (ceil(sqrt(n)) per row)."""
+    """Images per grid row; 0: a square-ish grid (ceil(sqrt(n)) per row), or one row with
+    --interpolate."""
     timeout_s: float = 60.0
     """Deadline of the server call, in seconds."""
     providers: str = "cpu"
@@ -130,15 +140,37 @@ class GenerateConfig:
             raise ServeConfigError("give exactly one of --server HOST:PORT or --model FILE.onnx")
         if not self.out and not self.out_dir:
             raise ServeConfigError("give --out GRID.png and/or --out-dir DIR for the images")
-        if self.out and not self.out.lower().endswith(".png"):
-            raise ServeConfigError(f"--out {self.out!r}: the grid is written as PNG, so its name "
-                                   "must end in .png")
+        if self.out and not self.out.lower().endswith((".png", ".gif")):
+            raise ServeConfigError(f"--out {self.out!r}: write a .png (a grid or strip) or a "
+                                   ".gif (an animation)")
+        self._check_interpolation()
+        if self.num_images is None:
+            self.num_images = self.steps if self.interpolate else 16
         if self.num_images < 1:
             raise ServeConfigError(f"num_images must be at least 1, got {self.num_images}")
-        if self.seed is not None and not 0 <= self.seed < 2**64:
-            raise ServeConfigError("seed must be between 0 and 2^64 - 1")
+        seeds = [self.seed] + list(self.interpolate or ())
+        if any(s is not None and not 0 <= s < 2**64 for s in seeds):
+            raise ServeConfigError("seeds must be between 0 and 2^64 - 1")
         if self.providers not in PROVIDERS:
             raise ServeConfigError(f"unknown provider {self.providers!r}: use one of "
                                    f"{', '.join(PROVIDERS)}")
         if self.nrow < 0 or self.timeout_s <= 0:
             raise ServeConfigError("nrow must not be negative and timeout_s must be positive")
+
+    def _check_interpolation(self) -> None:
+        if self.steps < 2:
+            raise ServeConfigError(f"--steps must be at least 2 (the two ends), got {self.steps}")
+        if not self.interpolate:
+            return
+        if self.seed is not None:
+            raise ServeConfigError("--seed does not go with --interpolate SEED_A SEED_B: the "
+                                   "frames' latents come from those two seeds")
+        if self.num_images is not None:
+            raise ServeConfigError("-n does not go with --interpolate: --steps sets the number "
+                                   "of frames")
+
+    @property
+    def count(self) -> int:
+        """The number of images (num_images, resolved)."""
+        assert self.num_images is not None  # __post_init__ resolves it
+        return self.num_images

@@ -1,4 +1,4 @@
-"""Pixels: the generator's raw output to per-image arrays, PNG or raw bytes, and grids.
+"""Pixels: the generator's raw output to per-image arrays, PNG or raw bytes, grids, animations.
 
 Shapes: a float model gives (B, C, H, W) float32 in [-1, 1]; a uint8 model (B, H, W, C) uint8.
 Every image leaves here channels-last (H, W, C), the layout of PNG and of the raw formats.
@@ -76,3 +76,17 @@ def grid(images: list[np.ndarray], nrow: int = 0, padding: int = 2) -> np.ndarra
         left = (i % per_row) * (w + padding) + padding
         out[top:top + h, left:left + w] = image
     return out
+
+
+def gif(frames: list[np.ndarray], frame_ms: int = 100) -> bytes:
+    """(H, W, C) uint8 frames -> an animated GIF looping forever, `frame_ms` per frame.
+
+    Grayscale frames keep their exact values (GIF's 256-entry palette holds every gray); RGB
+    frames are quantised to 256 colours each. Pillow merges a frame identical to the one before
+    into it (adding their durations), so the file may hold fewer frames than given.
+    """
+    pils = [Image.fromarray(f[:, :, 0] if f.shape[2] == 1 else f) for f in frames]
+    buf = io.BytesIO()
+    pils[0].save(buf, format="GIF", save_all=True, append_images=pils[1:], duration=frame_ms,
+                 loop=0)
+    return buf.getvalue()

@@ -1,9 +1,10 @@
 """The served generator: an ONNX file from `gan export`, checked against its contract, on a session.
 
-Contract (export/onnx.py): input z float32 [batch, nz]; output images float32 [batch, C, H, W] in
-[-1, 1] (output=float) or uint8 [batch, H, W, C] (output=uint8); metadata_props describe it
-("format" is "dcgan-forge/generator"). The model is read with ONNX Runtime alone (no onnx, no
-torch), so the serving install stays small.
+Contract (export/onnx.py): input z float32 [batch, nz], and for a conditional model input labels
+int64 [batch] (class index per image); output images float32 [batch, C, H, W] in [-1, 1]
+(output=float) or uint8 [batch, H, W, C] (output=uint8); metadata_props describe it ("format" is
+"dcgan-forge/generator"; "class_names" is a JSON list, non-empty exactly for conditional models).
+The model is read with ONNX Runtime alone (no onnx, no torch), so the serving install stays small.
 """
 
 from __future__ import annotations
@@ -41,8 +42,13 @@ class GeneratorInfo:
     channels: int
     output: str  # "float" (B, C, H, W) in [-1, 1] or "uint8" (B, H, W, C)
     dataset: str
-    class_names: list[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)  # label order; empty: unconditional
     metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the model takes a class label per image (its `labels` input)."""
+        return bool(self.class_names)
 
     def image_bytes(self, fmt: str) -> int:
         """Size of one image's data in `fmt`; for PNG an upper bound (stored blocks + headers)."""
@@ -94,7 +100,7 @@ def read_info(path: str | os.PathLike[str]) -> GeneratorInfo:
             model_id=model_id(path), nz=int(meta["nz"]), height=int(meta["height"]),
             width=int(meta["width"]), channels=int(meta["channels"]), output=meta["output"],
             dataset=meta.get("dataset", ""),
-            class_names=list(json.loads(meta.get("class_names", "[]"))), metadata=meta)
+            class_names=_class_names(meta.get("class_names", "[]")), metadata=meta)
     except (ValueError, TypeError) as e:
         raise ModelLoadError(f"{path} has malformed generator metadata ({e}): re-export it "
                              "with `gan export`") from None
@@ -102,18 +108,58 @@ def read_info(path: str | os.PathLike[str]) -> GeneratorInfo:
     return info
 
 
+def _class_names(text: str) -> list[str]:
+    """metadata class_names (a JSON list of distinct, non-empty strings) -> the list."""
+    names = json.loads(text)
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"class_names must be a JSON list of non-empty strings, got {text!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"class_names has duplicates: {names}")
+    return names
+
+
 def _check_graph(path: Path, probe: ort.InferenceSession, info: GeneratorInfo) -> None:
-    inputs, outputs = probe.get_inputs(), probe.get_outputs()
+    inputs = {i.name: i for i in probe.get_inputs()}
     if info.output not in ("float", "uint8"):
         raise ModelLoadError(f"{path} has unknown output kind {info.output!r} (float or uint8)")
-    if info.class_names or len(inputs) != 1:
-        raise ModelLoadError(f"{path} is a conditional generator ({len(inputs)} inputs, "
-                             f"{len(info.class_names)} classes); this server serves "
-                             "unconditional ones only")
-    z, images = inputs[0], outputs[0]
+    flag = info.metadata.get("conditional")  # absent in files exported before it existed
+    if flag is not None and flag != str(info.conditional).lower():
+        raise ModelLoadError(f"{path} says conditional={flag!r} but has "
+                             f"{len(info.class_names)} class names: re-export it with `gan export`")
+    want = ["z", "labels"] if info.conditional else ["z"]
+    if sorted(inputs) != sorted(want):
+        kind = (f"conditional ({len(info.class_names)} class names)" if info.conditional
+                else "unconditional (no class names)")
+        raise ModelLoadError(f"{path} has inputs {sorted(inputs)}, but its metadata says it is "
+                             f"{kind}, which takes {want}: re-export it with `gan export`")
+    z = inputs["z"]
     if z.type != "tensor(float)" or len(z.shape) != 2 or z.shape[1] != info.nz:
         raise ModelLoadError(f"{path}: input {z.name} is {z.type} {z.shape}, expected float "
                              f"[batch, {info.nz}] as its metadata says")
+    labels = inputs.get("labels")
+    if labels is not None:
+        if labels.type != "tensor(int64)" or len(labels.shape) != 1:
+            raise ModelLoadError(f"{path}: input labels is {labels.type} {labels.shape}, "
+                                 "expected int64 [batch] (one class index per image)")
+        _check_classes(path, probe, info)
+    _check_output(path, probe, info)
+
+
+def _check_classes(path: Path, probe: ort.InferenceSession, info: GeneratorInfo) -> None:
+    """The last class index runs: the label embedding has a row for every class name (a model
+    with more names than rows would fail whole batches later, on valid-looking labels)."""
+    last = len(info.class_names) - 1
+    try:
+        probe.run(None, {"z": np.zeros((1, info.nz), np.float32),
+                         "labels": np.array([last], np.int64)})
+    except Exception as e:  # ORT's Gather: "indices element out of data bounds"
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"{path} names {len(info.class_names)} classes but fails on label "
+                             f"{last} ({reason}): re-export it with `gan export`") from None
+
+
+def _check_output(path: Path, probe: ort.InferenceSession, info: GeneratorInfo) -> None:
+    images = probe.get_outputs()[0]
     want = "tensor(float)" if info.output == "float" else "tensor(uint8)"
     if images.type != want or len(images.shape) != 4:
         raise ModelLoadError(f"{path}: output {images.name} is {images.type} {images.shape}, "
@@ -121,7 +167,7 @@ def _check_graph(path: Path, probe: ort.InferenceSession, info: GeneratorInfo) -
 
 
 class ServedModel:
-    """A checked generator on an ONNX Runtime session: `run(z)` -> the raw output batch."""
+    """A checked generator on an ONNX Runtime session: `run(z, labels)` -> the raw output batch."""
 
     def __init__(self, path: str | os.PathLike[str], *, providers: str = "cpu",
                  max_batch: int = 64, intra_op_threads: int = 0, fp16: bool = False,
@@ -134,11 +180,18 @@ class ServedModel:
         session = create_session(self.path, opts)  # warmed up over the batch profile
         self.session = session.session
         self.provider = session.provider
-        self._input = self.session.get_inputs()[0].name
         log.info("model %s (%s, %dx%dx%d, nz %d) on %s", self.path, self.info.model_id,
                  self.info.height, self.info.width, self.info.channels, self.info.nz,
                  self.provider)
 
-    def run(self, z: np.ndarray) -> np.ndarray:
-        """z (B, nz) float32 -> images (B, C, H, W) float32 or (B, H, W, C) uint8."""
-        return self.session.run(None, {self._input: z})[0]
+    def run(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """z (B, nz) float32 [, labels (B,) int64 for a conditional model, each in [0, classes)]
+        -> images (B, C, H, W) float32 or (B, H, W, C) uint8.
+
+        Labels must be in range (callers validate them: ONNX Runtime's Gather would fail the
+        whole batch on one bad index)."""
+        if (labels is not None) != self.info.conditional:
+            raise ValueError("labels (B,) int64 are required for a conditional model and "
+                             "refused for an unconditional one")
+        feed = {"z": z} if labels is None else {"z": z, "labels": labels}
+        return self.session.run(None, feed)[0]

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 
-from serve import images, latent
+from serve import images, labels, latent
 from serve._proto.gan.v1 import generator_pb2 as pb
 from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
 from serve.batcher import Batcher, Dropped, Job, QueueFull, ShuttingDown
@@ -112,10 +112,10 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
     def _admit(self, request: pb.GenerateRequest, context: grpc.ServicerContext,
                unary: bool) -> tuple[Job, int | None, str]:
         """Validate, build the job and queue it; its RPC's end drops whatever is still queued."""
-        z, seed, fmt = self._validate(request, unary)
+        z, classes, seed, fmt = self._validate(request, unary)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        job = Job(z=z, deadline=deadline)
+        job = Job(z=z, labels=classes, deadline=deadline)
         if not context.add_callback(lambda: self.batcher.discard(job, _end_reason(context, job))):
             raise _Abort(grpc.StatusCode.CANCELLED, "the request ended before it was queued")
         try:
@@ -144,8 +144,9 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         return max(1, (self.max_message_bytes - 4096) // (self.info.image_bytes(fmt) + 32))
 
     def _validate(self, request: pb.GenerateRequest,
-                  unary: bool) -> tuple[np.ndarray, int | None, str]:
-        """-> (z (n, nz) float32, seed or None, format name), or _Abort(INVALID_ARGUMENT)."""
+                  unary: bool) -> tuple[np.ndarray, np.ndarray | None, int | None, str]:
+        """-> (z (n, nz) float32, labels (n,) int64 or None (unconditional), seed or None,
+        format name), or _Abort(INVALID_ARGUMENT)."""
         bad = grpc.StatusCode.INVALID_ARGUMENT
         n, nz = request.num_images, self.info.nz
         if request.format not in FROM_PB:
@@ -154,9 +155,10 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         fmt = FROM_PB[request.format]
         if not 1 <= n <= self.max_images:
             raise _Abort(bad, f"num_images must be between 1 and {self.max_images}, got {n}")
-        if request.labels and not self.info.class_names:
-            raise _Abort(bad, "labels given, but this model is unconditional (it has no "
-                              "classes): send no labels")
+        try:  # before the latent: a bad label is refused without drawing anything
+            classes = labels.for_request(request.labels, n, self.info.class_names)
+        except labels.LabelError as e:
+            raise _Abort(bad, str(e)) from None
         if unary and n > self._fits(fmt):
             raise _Abort(bad, f"{n} {fmt} images may exceed the {self.max_message_bytes}-byte "
                               "message limit: use GenerateStream or fewer images")
@@ -171,7 +173,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
                 z = latent.from_seed(seed, n, nz)
         except latent.LatentError as e:
             raise _Abort(bad, str(e)) from None
-        return z, seed, fmt
+        return z, classes, seed, fmt
 
     def _encode(self, raw: np.ndarray, fmt: str) -> list[pb.Image]:
         """A raw output slice (k, ...) -> k Image messages in format `fmt`."""

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from serve.server import GeneratorServer
-from tests.serve.support import export_generator, running
+from tests.serve.support import MODELS, export_generator, running
 
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.getbasetemp() / "models"
     folder.mkdir(exist_ok=True)
-    return {name: export_generator(folder, name) for name in ("g32", "g32_uint8", "g64")}
+    return {name: export_generator(folder, name) for name in MODELS}
 
 
 @pytest.fixture(scope="module")

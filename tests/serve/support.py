@@ -11,11 +11,17 @@ import numpy as np
 from serve.config import ServeConfig
 from serve.server import GeneratorServer
 
-# name -> (image_size, channels, ngf, output); tiny widths keep export and inference quick.
-MODELS = {
-    "g32": (32, 1, 8, "float"),
-    "g32_uint8": (32, 1, 8, "uint8"),  # the same weights as g32, pixels made in the graph
-    "g64": (64, 3, 8, "float"),
+# torchvision's FashionMNIST.classes, in label order
+FASHION_MNIST = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                 "Sneaker", "Bag", "Ankle boot")
+
+# name -> (image_size, channels, ngf, output, class names); tiny widths keep export and inference
+# quick. Class names make a conditional generator (a labels input, one class per image).
+MODELS: dict[str, tuple[int, int, int, str, tuple[str, ...]]] = {
+    "g32": (32, 1, 8, "float", ()),
+    "g32_uint8": (32, 1, 8, "uint8", ()),  # the same weights as g32, pixels made in the graph
+    "g64": (64, 3, 8, "float", ()),
+    "g32_cond": (32, 1, 8, "float", FASHION_MNIST),  # init weights: fine for serving tests
 }
 NZ = 100
 
@@ -30,14 +36,14 @@ def export_generator(folder: Path, name: str) -> Path:
     import export.onnx as eo
     from train.model import Generator, init_weights
 
-    size, channels, ngf, output = MODELS[name]
+    size, channels, ngf, output, classes = MODELS[name]
     torch.manual_seed(size * 10 + channels)  # g32 and g32_uint8 share weights
-    g = Generator(NZ, ngf, channels, size)
+    g = Generator(NZ, ngf, channels, size, num_classes=len(classes))
     g.apply(init_weights)
     config = {"image_size": size, "channels": channels, "nz": NZ, "ngf": ngf,
               "dataset": "fashion-mnist"}
     meta = eo.metadata(config, output=output, precision="fp32", opset=eo.DEFAULT_OPSET, step=0,
-                       checkpoint_sha256="0" * 64)
+                       checkpoint_sha256="0" * 64, class_names=list(classes))
     eo.save_atomic(eo.to_onnx(g, output=output, meta=meta), path)
     return path
 
@@ -56,11 +62,21 @@ def running(model: Path, **overrides: object) -> Iterator[GeneratorServer]:
         server.stop(grace_s=1.0)
 
 
-def reference(model: Path, seed: int, n: int) -> np.ndarray:
-    """The model's raw output for the seed's latent, one image per inference call (batch 1)."""
+def reference(model: Path, seed: int, n: int, labels: list[int] | None = None) -> np.ndarray:
+    """The model's raw output for the seed's latent, one image per inference call (batch 1);
+    `labels` (one per image) for a conditional model."""
     from serve import latent
+
+    return reference_latent(model, latent.from_seed(seed, n, NZ), labels)
+
+
+def reference_latent(model: Path, z: np.ndarray, labels: list[int] | None = None) -> np.ndarray:
+    """The model's raw output for latent z (n, nz) [and labels (n,)], batch 1, in this process."""
     from serve.model import ServedModel
 
     m = ServedModel(model, providers="cpu", max_batch=1)
-    z = latent.from_seed(seed, n, m.info.nz)
-    return np.concatenate([m.run(z[i:i + 1]) for i in range(n)])
+    out = []
+    for i in range(len(z)):
+        label = None if labels is None else np.array([labels[i]], np.int64)
+        out.append(m.run(z[i:i + 1], label))
+    return np.concatenate(out)

@@ -84,6 +84,32 @@ def _onnx_identity(path: Path, meta: dict[str, str] | None = None) -> Path:
     return path
 
 
+def _onnx_conditional(path: Path, meta: dict[str, str], rows: int = 2,
+                      labels_type: int = 7) -> Path:
+    """z [b, 100] + table[labels] -> images [b, 1, 10, 10]: the conditional contract's shape,
+    with a label table of `rows` classes (labels_type 7 is TensorProto.INT64)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = numpy_helper.from_array(np.ones((rows, 100), np.float32), "table")
+    shape = numpy_helper.from_array(np.array([-1, 1, 10, 10], np.int64), "shape")
+    nodes = [helper.make_node("Cast", ["labels"], ["index"], to=TensorProto.INT64),
+             helper.make_node("Gather", ["table", "index"], ["e"]),
+             helper.make_node("Add", ["z", "e"], ["h"]),
+             helper.make_node("Reshape", ["h", "shape"], ["images"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["b", 100]),
+                     helper.make_tensor_value_info("labels", labels_type, ["b"])],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["b", 1, 10, 10])],
+        [table, shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, path)
+    return path
+
+
 def _bad_models(tmp: Path, good: Path) -> dict[str, tuple[Path, str]]:
     garbage = tmp / "garbage.onnx"
     garbage.write_bytes(b"this is not a protobuf\x00\xff" * 10)
@@ -98,8 +124,29 @@ def _bad_models(tmp: Path, good: Path) -> dict[str, tuple[Path, str]]:
                          "format version '9'"),
         "graph disagrees": (_onnx_identity(tmp / "shape.onnx", meta),
                             "expected a 4-d tensor(float)"),
-        "conditional": (_onnx_identity(tmp / "cond.onnx", meta | {"class_names": '["a"]'}),
-                        "conditional generator"),
+        "class names, no labels input": (
+            _onnx_identity(tmp / "names.onnx", meta | {"class_names": '["a"]'}),
+            "has inputs ['z'], but its metadata says it is conditional (1 class names)"),
+        "labels input, no class names": (
+            _onnx_conditional(tmp / "nameless.onnx", meta),
+            "but its metadata says it is unconditional (no class names)"),
+        "float labels": (
+            _onnx_conditional(tmp / "float.onnx", meta | {"class_names": '["a", "b"]'},
+                              labels_type=1),
+            "input labels is tensor(float) ['b'], expected int64 [batch]"),
+        "more names than classes": (
+            _onnx_conditional(tmp / "short.onnx", meta | {"class_names": '["a", "b", "c"]'}),
+            "names 3 classes but fails on label 2"),
+        "conditional flag disagrees": (
+            _onnx_conditional(tmp / "flag.onnx", meta | {"class_names": '["a", "b"]',
+                                                         "conditional": "false"}),
+            "says conditional='false' but has 2 class names"),
+        "duplicate class names": (
+            _onnx_conditional(tmp / "dup.onnx", meta | {"class_names": '["a", "a"]'}),
+            "class_names has duplicates"),
+        "class names not a list": (
+            _onnx_conditional(tmp / "str.onnx", meta | {"class_names": '"ab"'}),
+            "class_names must be a JSON list of non-empty strings"),
     }
 
 
@@ -112,6 +159,18 @@ def test_models_that_cannot_be_served_give_one_clear_error(tmp_path: Path,
     info = read_info(models["g32"])
     assert (info.nz, info.output, info.class_names) == (100, "float", [])
     assert json.loads(info.metadata["train_config"])["ngf"] == 8
+    assert not info.conditional
+
+
+def test_conditional_models_load(tmp_path: Path, models: dict[str, Path]) -> None:
+    info = read_info(models["g32_cond"])
+    assert info.conditional and info.metadata["conditional"] == "true"
+    assert info.class_names[7] == "Sneaker" and len(info.class_names) == 10
+    meta = {"format": "dcgan-forge/generator", "format_version": "1", "nz": "100",
+            "height": "10", "width": "10", "channels": "1", "output": "float",
+            "class_names": '["a", "b"]'}  # no "conditional" key: files from before it existed
+    small = read_info(_onnx_conditional(tmp_path / "ok.onnx", meta))
+    assert small.class_names == ["a", "b"]
 
 
 @pytest.mark.parametrize("which", ["missing", "not onnx", "not a generator"])

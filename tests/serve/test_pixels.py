@@ -84,3 +84,48 @@ def test_grid_layout() -> None:
     assert g.shape == (2 * 6 + 2, 3 * 6 + 2, 1)
     assert g[2, 2, 0] == 1 and g[2, 8, 0] == 2 and g[8, 2, 0] == 4 and g[8, 14, 0] == 0
     assert g[0, :, 0].max() == 0  # padding is black
+
+
+def test_slerp_ends_are_exact_and_the_path_follows_the_formula() -> None:
+    a, b = latent.from_seed(1, 1, 100)[0], latent.from_seed(2, 1, 100)[0]
+    z = latent.slerp(a, b, np.arange(5) / 4)
+    assert z.dtype == np.float32 and z.shape == (5, 100)
+    assert np.array_equal(z[0], a) and np.array_equal(z[-1], b)
+    omega = np.arccos(a.astype(np.float64) @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    mid = (np.sin(omega / 2) * (a.astype(np.float64) + b)) / np.sin(omega)  # t = 0.5
+    np.testing.assert_allclose(z[2], mid, rtol=1e-6, atol=1e-6)
+    assert latent.slerp(a, b, 0.5).shape == (100,)
+    np.testing.assert_array_equal(latent.slerp(a, b, 0.5), z[2])
+    np.testing.assert_array_equal(latent.interpolation(1, 2, 5, 100), z)
+    with pytest.raises(latent.LatentError, match="at least 2 steps"):
+        latent.interpolation(1, 2, 1, 100)
+
+
+def test_slerp_keeps_the_norm_where_lerp_dips() -> None:
+    a = np.array([3.0, 0.0, 0.0], np.float32)
+    b = np.array([0.0, 3.0, 0.0], np.float32)  # orthogonal, same norm
+    t = np.linspace(0, 1, 9)
+    np.testing.assert_allclose(np.linalg.norm(latent.slerp(a, b, t), axis=1), 3.0, rtol=1e-6)
+    assert np.linalg.norm((a + b) / 2) < 2.2  # lerp's midpoint: 3 / sqrt(2)
+    np.testing.assert_allclose(latent.slerp(a, b, 0.5), [3 / np.sqrt(2)] * 2 + [0], rtol=1e-6)
+
+
+def test_slerp_falls_back_to_lerp_for_parallel_antiparallel_and_zero() -> None:
+    a = np.array([1.0, -2.0, 0.5], np.float32)
+    t = np.array([0.0, 0.25, 0.5, 1.0])
+    for b in (2 * a, -a, np.zeros(3, np.float32), a):
+        want = ((1 - t)[:, None] * a + t[:, None] * b).astype(np.float32)
+        got = latent.slerp(a, b, t)
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(latent.slerp(a, -a, 0.5), np.zeros(3, np.float32))
+
+
+def test_gif_holds_the_frames_exactly() -> None:
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (8, 6, 1), dtype=np.uint8) for _ in range(4)]
+    gif = Image.open(io.BytesIO(images.gif(frames)))
+    assert gif.format == "GIF" and gif.n_frames == 4 and gif.info["loop"] == 0
+    for i, want in enumerate(frames):
+        gif.seek(i)
+        np.testing.assert_array_equal(np.asarray(gif.convert("L")), want[:, :, 0])

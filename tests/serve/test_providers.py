@@ -86,9 +86,15 @@ def test_tensorrt_falling_back_to_cuda_is_reported_not_hidden(model, caplog):
     judge(Session(session=cpu, provider="cuda", requested="auto"))  # auto takes what loads
 
 
+def _inputs(model) -> list:
+    cheap = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    return cheap.get_inputs()
+
+
 def test_tensorrt_options_pin_the_profile_and_cache_beside_the_model(model, tmp_path):
     opts = SessionOptions(providers="tensorrt", fp16=True, max_batch=64, opt_batch=16)
-    o = _provider_options("tensorrt", model, "z", NZ, opts)
+    inputs = _inputs(model)
+    o = _provider_options("tensorrt", model, inputs, NZ, opts)
     assert o["trt_profile_min_shapes"] == f"z:1x{NZ}"
     assert o["trt_profile_opt_shapes"] == f"z:16x{NZ}"
     assert o["trt_profile_max_shapes"] == f"z:64x{NZ}"
@@ -96,9 +102,33 @@ def test_tensorrt_options_pin_the_profile_and_cache_beside_the_model(model, tmp_
     cache = model.with_suffix(".trt-cache")
     assert o["trt_engine_cache_path"] == o["trt_timing_cache_path"] == str(cache)
     assert cache.is_dir()
-    custom = _provider_options("tensorrt", model, "z", NZ,
+    custom = _provider_options("tensorrt", model, inputs, NZ,
                                SessionOptions(cache_dir=str(tmp_path / "c")))
     assert custom["trt_engine_cache_path"] == str(tmp_path / "c")
-    assert _provider_options("cuda", model, "z", NZ, SessionOptions(tf32=False)) == {
+    assert _provider_options("cuda", model, inputs, NZ, SessionOptions(tf32=False)) == {
         "use_tf32": 0}
-    assert _provider_options("cpu", model, "z", NZ, SessionOptions()) == {}
+    assert _provider_options("cpu", model, inputs, NZ, SessionOptions()) == {}
+
+
+def test_conditional_model_profile_names_labels_and_warms_up(tmp_path):
+    """A model with the conditional contract (z [batch, NZ], labels int64 [batch]): TensorRT's
+    profile gives labels a 1-d shape, and the warm-up feeds both inputs."""
+    table = numpy_helper.from_array(np.eye(3, 4, dtype=np.float32), "table")  # 3 classes
+    w = numpy_helper.from_array(np.ones((NZ, 4), np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["z", "w"], ["h"]),
+             helper.make_node("Gather", ["table", "labels"], ["e"]),
+             helper.make_node("Add", ["h", "e"], ["images"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", NZ]),
+                     helper.make_tensor_value_info("labels", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 4])], [table, w])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    path = tmp_path / "cond.onnx"
+    onnx.save(m, str(path))
+    o = _provider_options("tensorrt", path, _inputs(path), NZ,
+                          SessionOptions(max_batch=8, cache_dir=str(tmp_path / "c")))
+    assert o["trt_profile_max_shapes"] == f"z:8x{NZ},labels:8"
+    s = create_session(path, SessionOptions(providers="cpu", max_batch=8))
+    out = s.session.run(None, {"z": np.zeros((2, NZ), np.float32),
+                               "labels": np.array([0, 2], np.int64)})[0]
+    np.testing.assert_array_equal(out, np.eye(3, 4, dtype=np.float32)[[0, 2]])
