@@ -1,4 +1,4 @@
-"""The dataset classifier, on real Fashion-MNIST.
+"""The dataset classifier on real Fashion-MNIST, and the Inception features.
 
 One classifier is trained per test session (a cheaper setting than the default: 10k images, two
 epochs) into a private cache, and every test that needs one shares it.
@@ -13,9 +13,9 @@ import torch
 
 from train import classifier as clf
 from train import data
+from train.features import FeaturesUnavailable, InceptionFeatures
 
 QUICK = clf.ClassifierSettings(epochs=2, train_limit=10_000)
-pytestmark = pytest.mark.fashion_mnist
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +27,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[clf.Classifier, P
         return clf.load_or_train("fashion-mnist", None, 32, 0, QUICK), home
 
 
+@pytest.mark.fashion_mnist
 def test_classifier_learns_fashion_mnist(trained: tuple[clf.Classifier, Path]) -> None:
     classifier, home = trained
     assert classifier.test_accuracy > 0.8  # measured: 0.869 (0.918 with the default settings)
@@ -40,6 +41,7 @@ def test_classifier_learns_fashion_mnist(trained: tuple[clf.Classifier, Path]) -
     assert classifier.logits(x).shape == (3, 10)
 
 
+@pytest.mark.fashion_mnist
 def test_cached_classifier_is_loaded_not_retrained(trained: tuple[clf.Classifier, Path],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     classifier, home = trained
@@ -51,6 +53,7 @@ def test_cached_classifier_is_loaded_not_retrained(trained: tuple[clf.Classifier
         assert torch.equal(weight, again.net.state_dict()[name]), name
 
 
+@pytest.mark.fashion_mnist
 def test_unreadable_cache_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     path = clf.cache_path("fashion-mnist", None, 64, 1)
@@ -62,3 +65,24 @@ def test_unreadable_cache_is_replaced(tmp_path: Path, monkeypatch: pytest.Monkey
     assert clf.load(path).settings == tiny
     x = data.to_model_input(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 64)  # (2, 1, 64, 64)
     assert classifier.features(x).shape == (2, clf.FEATURES)
+
+
+def test_inception_without_its_weights_says_what_to_do(tmp_path: Path) -> None:
+    # Without torch-fidelity, or with it and a missing file: one line naming all three ways out.
+    with pytest.raises(FeaturesUnavailable, match=r"dcgan-forge\[inception\].*--inception-weights"
+                                                  r".*--features classifier"):
+        InceptionFeatures(weights_path=tmp_path / "missing.pth")
+
+
+def test_inception_features_from_a_weights_file(tmp_path: Path) -> None:
+    pytest.importorskip("torch_fidelity")
+    from torchvision.models import inception_v3
+
+    # Untrained weights in the FID Inception layout (torchvision's Inception3, 1008 classes).
+    path = tmp_path / "inception.pth"
+    torch.save(inception_v3(weights=None, aux_logits=False, init_weights=False,
+                            num_classes=1008).state_dict(), path)
+    features = InceptionFeatures(weights_path=path)
+    images = torch.rand(2, 1, 32, 32) * 2 - 1  # grayscale at 32 px: made 3-channel and 299 px
+    assert features(images).shape == (2, 2048)
+    assert features.describe()["name"] == "inception-v3" and features.describe()["dim"] == 2048
