@@ -1,4 +1,4 @@
-"""The dataset classifier on real Fashion-MNIST, and the Inception features.
+"""The dataset classifier and the whole evaluation, on real Fashion-MNIST.
 
 One classifier is trained per test session (a cheaper setting than the default: 10k images, two
 epochs) into a private cache, and every test that needs one shares it.
@@ -6,16 +6,24 @@ epochs) into a private cache, and every test that needs one shares it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from tests.train.quality_support import Noise, RealImages, mixture, untrained_generator
 from train import classifier as clf
 from train import data
-from train.features import FeaturesUnavailable, InceptionFeatures
+from train.config import TrainConfig
+from train.evaluation import EvaluationError, Sampler, evaluate
+from train.features import ClassifierFeatures, FeaturesUnavailable, InceptionFeatures
 
 QUICK = clf.ClassifierSettings(epochs=2, train_limit=10_000)
+NZ = 100
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +33,19 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[clf.Classifier, P
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(home))
         return clf.load_or_train("fashion-mnist", None, 32, 0, QUICK), home
+
+
+@pytest.fixture(scope="session")
+def train_split() -> data.ImageData:
+    return data.load(TrainConfig(split="train"))
+
+
+def _evaluate(sampler: Sampler, features: ClassifierFeatures, n: int = 500, **kw: Any
+              ) -> dict[str, Any]:
+    args: dict[str, Any] = {"dataset": "fashion-mnist", "data_dir": None, "image_size": 32,
+                            "channels": 1, "nz": NZ, "n": n, "features": features,
+                            "class_names": []}
+    return evaluate(sampler, **{**args, **kw})
 
 
 @pytest.mark.fashion_mnist
@@ -65,6 +86,93 @@ def test_unreadable_cache_is_replaced(tmp_path: Path, monkeypatch: pytest.Monkey
     assert clf.load(path).settings == tiny
     x = data.to_model_input(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 64)  # (2, 1, 64, 64)
     assert classifier.features(x).shape == (2, clf.FEATURES)
+
+
+@pytest.mark.fashion_mnist
+def test_real_images_score_near_zero_noise_far_and_mixtures_between(
+        trained: tuple[clf.Classifier, Path], train_split: data.ImageData) -> None:
+    features = ClassifierFeatures(trained[0])
+    real = RealImages(train_split, 32)  # train images against the test split
+    noise = Noise(1, 32)
+    samplers: dict[str, Sampler] = {
+        "real": real, "quarter noise": mixture(real, noise, 0.25),
+        "half noise": mixture(real, noise, 0.5), "noise": noise,
+        "untrained G": untrained_generator(NZ, 1, 32)}
+    runs = {name: _evaluate(sampler, features) for name, sampler in samplers.items()}
+    fid = {name: r["fid"] for name, r in runs.items()}
+    assert fid["real"] < fid["quarter noise"] < fid["half noise"] < fid["noise"], fid
+    assert fid["real"] < 0.05 * min(fid["noise"], fid["untrained G"]), fid
+    kid = {name: r["kid_mean"] for name, r in runs.items()}
+    assert kid["quarter noise"] < kid["half noise"] < kid["noise"], kid
+    assert abs(kid["real"]) < 0.25 * kid["quarter noise"], kid  # unbiased: about 0 for real
+    assert runs["real"]["precision"] > 0.8 and runs["real"]["recall"] > 0.8
+    assert runs["untrained G"]["precision"] < 0.1 and runs["untrained G"]["recall"] < 0.1
+    result = runs["real"]
+    assert json.loads(json.dumps(result)) == result
+    assert result["features"] == features.describe()
+    assert result["features"]["name"] == "classifier" and result["features"]["dataset"] == \
+        "fashion-mnist"
+    assert (result["n_fake"], result["n_real"], result["split"]) == (500, 500, "test")
+    assert result["classifier"] == {"test_accuracy": trained[0].test_accuracy}
+
+
+@pytest.mark.fashion_mnist
+def test_class_accuracy_of_a_conditional_sampler(trained: tuple[clf.Classifier, Path],
+                                                 train_split: data.ImageData) -> None:
+    classifier = trained[0]
+    features = ClassifierFeatures(classifier)
+    names = classifier.class_names
+    right = _evaluate(RealImages(train_split, 32), features, class_names=names)["classifier"]
+    wrong = _evaluate(RealImages(train_split, 32, label_shift=1), features,
+                      class_names=names)["classifier"]
+    assert set(right["class_accuracy"]) == set(names)
+    # 50 real images per class: about as right as on the test split; the next class: rarely.
+    assert abs(right["mean_class_accuracy"] - classifier.test_accuracy) < 0.08
+    assert right["class_accuracy"]["Trouser"] > 0.9
+    assert wrong["mean_class_accuracy"] < 0.15
+    with pytest.raises(EvaluationError, match="classes"):
+        _evaluate(RealImages(train_split, 32), features, class_names=names[::-1])
+
+
+def _save_pngs(folder: Path, images: torch.Tensor) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, im in enumerate(images):  # (1, 28, 28) uint8 each
+        Image.fromarray(np.asarray(im[0])).save(folder / f"{i}.png")
+
+
+@pytest.mark.fashion_mnist
+def test_folder_datasets(trained: tuple[clf.Classifier, Path], train_split: data.ImageData,
+                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    test = data.load(TrainConfig(split="test"))
+    assert test.labels is not None
+    features, sampler = ClassifierFeatures(trained[0]), RealImages(train_split, 32)
+    # Flat: all of its 60 images are the real set; no labels, so no class scores.
+    _save_pngs(tmp_path / "flat", test.images[:60])
+    flat = _evaluate(sampler, features, n=100, dataset="folder", data_dir=str(tmp_path / "flat"))
+    assert (flat["n_fake"], flat["n_real"], flat["split"]) == (100, 60, "all")
+    assert "classifier" not in flat
+    # Class sub-folders: a classifier of its own, trained on 90% and tested on 10% of them.
+    labelled = tmp_path / "labelled"
+    for c in (1, 7, 8):  # trousers, sneakers, bags
+        _save_pngs(labelled / test.class_names[c], test.images[test.labels == c][:40])
+    result = _evaluate(sampler, features, n=100, dataset="folder", data_dir=str(labelled))
+    cached = clf.load(clf.cache_path("folder", str(labelled), 32, 1))
+    assert result["classifier"]["test_accuracy"] == cached.test_accuracy
+    assert cached.extra["train_images"] == 108 and cached.class_names == ["Bag", "Sneaker",
+                                                                          "Trouser"]
+    # A changed folder is a different dataset: its classifier is trained again.
+    _save_pngs(labelled / "Bag" / "more", test.images[test.labels == 8][40:50])
+    assert clf.load_or_train("folder", str(labelled), 32, 1).extra["train_images"] == 117
+
+
+@pytest.mark.fashion_mnist
+def test_samplers_that_do_not_fit_are_refused(trained: tuple[clf.Classifier, Path]) -> None:
+    features = ClassifierFeatures(trained[0])
+    with pytest.raises(EvaluationError, match=r"shape \(250, 3, 32, 32\), not \(250, 1, 32, 32\)"):
+        _evaluate(Noise(3, 32), features)
+    with pytest.raises(EvaluationError, match="at least 10"):
+        _evaluate(Noise(1, 32), features, n=5)
 
 
 def test_inception_without_its_weights_says_what_to_do(tmp_path: Path) -> None:
