@@ -8,7 +8,7 @@ RUN    ?= runs/demo
 FMNIST  = /usr/share/datasets/fashion-mnist
 NODE_EXAMPLE = examples/node
 
-.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve clean
+.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve bench-quality clean
 
 setup: $(VENV)/.installed $(NODE_EXAMPLE)/node_modules/.package-lock.json
 
@@ -53,6 +53,9 @@ clean:
 
 stubs: setup
 	$(BIN)/python -m serve.codegen
+
+bench-quality: setup
+	$(BIN)/python bench/quality.py
 
 bench-serve: setup
 	$(BIN)/python bench/serve_load.py

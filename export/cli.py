@@ -164,9 +164,13 @@ def summary(r: dict[str, Any]) -> list[str]:
              f"  KID        {r['kid_mean']:.4g} +- {r['kid_std']:.2g}",
              f"  precision  {r['precision']:.3f}",
              f"  recall     {r['recall']:.3f}"]
-    if "class_accuracy_mean" in r:
-        lines.append(f"  class accuracy (generated images the classifier calls their asked-for "
-                     f"class): {r['class_accuracy_mean']:.3f}")
+    c = r.get("classifier", {})
+    if "mean_class_accuracy" in c:
+        worst = min(c["class_accuracy"].items(), key=lambda kv: kv[1])
+        lines.append(f"  class accuracy {c['mean_class_accuracy']:.3f} (generated images the "
+                     f"classifier calls their asked-for class; lowest: {worst[0]} "
+                     f"{worst[1]:.3f}; the classifier's own test accuracy "
+                     f"{c['test_accuracy']:.3f})")
     return lines
 
 

@@ -107,7 +107,8 @@ def run(config: EvalConfig) -> tuple[dict[str, Any], Path]:
     data_dir = config.data_dir or cfg.data_dir
     features = make_features(config.features, dataset=cfg.dataset, data_dir=data_dir,
                              image_size=cfg.image_size, channels=cfg.channels,
-                             inception_weights=config.inception_weights)
+                             inception_weights=config.inception_weights,
+                             device="cuda" if source.about.get("device") == "cuda" else "cpu")
     log.info("scoring %d images of %s with %s features", config.num_images, config.source,
              config.features)
     report = evaluate(source.sample, nz=source.nz, dataset=cfg.dataset, data_dir=data_dir,

@@ -112,3 +112,17 @@ def _check_weights(path: Path) -> None:
     except Exception as e:
         raise FeaturesUnavailable(f"--inception-weights {path} is not a plain PyTorch weights file "
                                   f"({type(e).__name__}): {INCEPTION_FIX}") from e
+
+
+def make_features(name: str, *, dataset: str, data_dir: str | None, image_size: int,
+                  channels: int, inception_weights: str | None = None,
+                  device: str = "cpu") -> FeatureExtractor:
+    """The extractor `name` ("classifier" or "inception") for a dataset at image_size; the
+    classifier is loaded from its cache, or trained there first (about a minute)."""
+    if name == "classifier":
+        from train.classifier import load_or_train
+
+        return ClassifierFeatures(load_or_train(dataset, data_dir, image_size, channels))
+    if name == "inception":
+        return InceptionFeatures(inception_weights, device=device)
+    raise FeaturesUnavailable(f"unknown features {name!r}: use classifier or inception")

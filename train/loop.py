@@ -365,8 +365,8 @@ class Trainer:
             result = self._quality()
             values = {"eval/fid": result["fid"], "eval/kid": result["kid_mean"],
                       "eval/precision": result["precision"], "eval/recall": result["recall"]}
-            if "class_accuracy_mean" in result:
-                values["eval/class_accuracy"] = result["class_accuracy_mean"]
+            if "mean_class_accuracy" in result.get("classifier", {}):
+                values["eval/class_accuracy"] = result["classifier"]["mean_class_accuracy"]
             assert self.reporter is not None
             self.reporter.record(self.step, epoch, values)
             better = result["fid"] < self.best_fid
@@ -382,13 +382,13 @@ class Trainer:
     @torch.no_grad()
     def _quality(self) -> dict[str, Any]:
         from train.evaluation import evaluate  # scores and the classifier load on first use
-        from train.features import ClassifierFeatures
+        from train.features import make_features
 
         cfg = self.cfg
         if self._features is None:
-            self._features = ClassifierFeatures.for_dataset(
-                cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.image_size,
-                channels=cfg.channels)
+            self._features = make_features("classifier", dataset=cfg.dataset,
+                                           data_dir=cfg.data_dir, image_size=cfg.image_size,
+                                           channels=cfg.channels)
         g = self.generator()
 
         def sample(z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

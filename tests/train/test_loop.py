@@ -116,3 +116,15 @@ def test_max_seconds_stops_at_a_logging_step_and_saves(tmp_path: Path) -> None:
     ckpt = checkpoint.load(out)
     assert ckpt["step"] == 3  # the first logging step after the budget ran out
     assert (out / "samples" / "step-3.png").is_file()
+
+
+@pytest.mark.usefixtures("quick_classifier")
+def test_eval_every_logs_scores_and_keeps_the_best_checkpoint(tmp_path: Path) -> None:
+    out = train_tiny(tmp_path / "run", max_steps=4, eval_every=2, eval_images=64)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/fid" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert all(r["eval/fid"] > 0 and 0 <= r["eval/recall"] <= 1 for r in evals)
+    best = checkpoint.load(out / "checkpoints" / "best.pt")
+    assert best["best_fid"] == pytest.approx(min(r["eval/fid"] for r in evals), rel=1e-5)
+    assert best["step"] == min(evals, key=lambda r: r["eval/fid"])["step"]
