@@ -69,3 +69,22 @@ def test_bad_sources_are_one_line_errors(tmp_path):
 def test_inception_without_torch_fidelity_says_what_to_do(runs):
     message = one_line_user_error(invoke("eval", str(runs[32]), "--features", "inception"))
     assert "dcgan-forge[inception]" in message and "--features classifier" in message
+
+
+def test_train_conditional_export_serve_ten_sneakers(conditional_run, tmp_path):
+    """The issue's path end to end: a conditional run, exported, served; `gan generate --label
+    Sneaker` through the server gives ten images, the same as the local model gives."""
+    from tests.serve.support import running
+
+    model = tmp_path / "cgan.onnx"
+    assert invoke("export", str(conditional_run), "--out", str(model)).exit_code == 0
+    with running(model, max_batch_size=4) as server:  # ten images: three batches
+        remote = invoke("generate", "--server", server.address, "-n", "10", "--seed", "3",
+                        "--label", "Sneaker", "--out", str(tmp_path / "remote.png"),
+                        "--out-dir", str(tmp_path / "each"))
+        assert remote.exit_code == 0, remote.output
+    local = invoke("generate", "--model", str(model), "-n", "10", "--seed", "3", "--label", "7",
+                   "--out", str(tmp_path / "local.png"))
+    assert local.exit_code == 0, local.output
+    assert (tmp_path / "remote.png").read_bytes() == (tmp_path / "local.png").read_bytes()
+    assert len(list((tmp_path / "each").glob("*.png"))) == 10
