@@ -128,8 +128,8 @@ class EvalConfig:
     checkpoint or model as <name>.eval.json."""
 
     def __post_init__(self) -> None:
-        if self.num_images < 2:
-            raise ExportConfigError(f"-n must be at least 2, got {self.num_images}")
+        if self.num_images < 10:  # train.evaluation.MIN_SAMPLES (no torch import here)
+            raise ExportConfigError(f"-n must be at least 10, got {self.num_images}")
         for name, allowed in (("features", FEATURES), ("providers", PROVIDERS)):
             if getattr(self, name) not in allowed:
                 raise ExportConfigError(f"unknown {name} {getattr(self, name)!r}: "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,13 @@ import torch
 from export.config import EvalConfig
 from gan.atomic import atomic_write
 from gan.contract import sha256_file
+from gan.errors import UserError
 from train import checkpoint
 from train.config import TrainConfig
+from train.evaluation import Sampler
 
 log = logging.getLogger(__name__)
 
-Sampler = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 @dataclass
@@ -48,17 +48,13 @@ def open_source(config: EvalConfig) -> Source:
 
 
 def _checkpoint_source(path: Path, ema: bool, device_name: str) -> Source:
+    from train.evaluation import torch_sampler
     from train.loop import resolve_device
 
     ckpt = checkpoint.load(path)
     g = checkpoint.build_generator(ckpt, ema=ema)
     device = resolve_device(device_name)
-    g.to(device)
-
-    def sample(z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        with torch.inference_mode():
-            y = None if labels is None else labels.to(device)
-            return g(z.to(device), y).float().cpu()
+    sample = torch_sampler(g.to(device), device)
 
     cfg = checkpoint.config_of(ckpt)
     names = list(ckpt.get("class_names", [])) if g.num_classes else []
@@ -84,11 +80,23 @@ def _onnx_source(path: Path, providers: str) -> Source:
             return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         return torch.from_numpy(out)
 
-    cfg = TrainConfig.from_dict(json.loads(info.metadata["train_config"]))
+    cfg = _trained_on(info.metadata, path)
     about = {"kind": "onnx", "path": str(path), "sha256": sha256_file(path),
              "step": int(info.metadata.get("step", 0)),
              "generator": info.metadata.get("generator", "raw"), "provider": session.provider}
     return Source(sample, info.nz, cfg, list(info.class_names), about)
+
+
+def _trained_on(meta: dict[str, str], path: Path) -> TrainConfig:
+    """The data a model was trained on, from its documented metadata keys (dataset, height,
+    channels) and, for a folder's location, train_config when the model has it."""
+    try:
+        saved = json.loads(meta.get("train_config", "{}"))
+        return TrainConfig(dataset=meta["dataset"], data_dir=saved.get("data_dir"),
+                           image_size=int(meta["height"]), channels=int(meta["channels"]))
+    except (KeyError, ValueError, UserError) as e:
+        raise UserError(f"{path} does not say which data it was trained on ({e}): export it "
+                        "again with `gan export`, or score its checkpoint") from None
 
 
 def default_out(source: str) -> Path:

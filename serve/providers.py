@@ -140,14 +140,14 @@ def create_session(model: str | Path, opts: SessionOptions | None = None) -> Ses
     if tried == ["cpu"]:
         session = ort.InferenceSession(str(model), sess_options=so,
                                        providers=["CPUExecutionProvider"])
-        nz = int(session.get_inputs()[0].shape[1])
+        nz = _nz(session.get_inputs())
     else:
         # TensorRT's profile names the inputs: read them from an unoptimised (cheap) CPU session.
         cheap = ort.SessionOptions()
         cheap.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         inputs = ort.InferenceSession(str(model), sess_options=cheap,
                                       providers=["CPUExecutionProvider"]).get_inputs()
-        nz = int(inputs[0].shape[1])
+        nz = _nz(inputs)
         providers = [(_NAMES[p], _provider_options(p, model, inputs, nz, opts)) for p in tried]
         # ONNX Runtime prints its "EP Error ... Falling back" banner with print(): keep it off
         # stdout, which carries results (the server's address line, benchmarks' JSON).
@@ -159,6 +159,12 @@ def create_session(model: str | Path, opts: SessionOptions | None = None) -> Ses
     warm_up(result, nz, opts)
     log.info("ONNX Runtime session on %s (asked: %s)", actual, opts.providers)
     return result
+
+
+def _nz(inputs: list[Any]) -> int:
+    """The latent size: z's second dimension (inputs may come in any order)."""
+    z = next((i for i in inputs if i.name == "z"), inputs[0])
+    return int(z.shape[1])
 
 
 def judge(session: Session) -> None:

@@ -152,6 +152,8 @@ class TrainConfig:
                               f"{self.ema_decay}")
         if self.eval_every < 0:
             raise ConfigError(f"eval_every must not be negative, got {self.eval_every}")
+        if self.eval_images < 10:  # train.evaluation.MIN_SAMPLES (no torch import here)
+            raise ConfigError(f"eval_images must be at least 10, got {self.eval_images}")
         if self.dataset == "folder" and not self.data_dir:
             raise ConfigError("dataset 'folder' needs --data-dir DIR (a directory of images)")
 
@@ -167,6 +169,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Rebuild from `to_dict()` output; unknown keys (from a newer version) are an error."""
+        # A run saved before EMA existed had none: resuming it must not start averaging.
+        data = {"ema_decay": 0.0, **data}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

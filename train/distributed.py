@@ -51,8 +51,11 @@ def any_rank(flag: bool, d: Dist) -> bool:
     decision one rank takes alone (a time budget ran out) is taken by all of them together."""
     if not d.enabled:
         return flag
-    t = torch.tensor([int(flag)])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)  # gloo and nccl both reduce CPU-side ints fine
+    # nccl reduces CUDA tensors only; gloo CPU ones
+    device = torch.device("cuda", torch.cuda.current_device()) \
+        if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 
 

@@ -32,6 +32,16 @@ class EvaluationError(UserError):
     """The generator and the dataset do not fit together."""
 
 
+def torch_sampler(g: torch.nn.Module, device: torch.device) -> Sampler:
+    """A (conditional) torch generator in eval mode on `device` as a Sampler."""
+    def sample(z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        with torch.inference_mode():
+            y = None if labels is None else labels.to(device)
+            return g(z.to(device), y).float().cpu()
+
+    return sample
+
+
 def evaluate(sampler: Sampler, *, dataset: str, data_dir: str | None, image_size: int,
              channels: int, nz: int, n: int, features: FeatureExtractor, class_names: list[str],
              seed: int = 0, batch_size: int = 250) -> dict[str, Any]:

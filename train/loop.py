@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 # Flags that may change when a run is resumed; everything else is the run's identity.
 RESUMABLE = {"epochs", "max_steps", "max_seconds", "log_every", "checkpoint_every",
-             "keep_checkpoints", "device", "data_dir", "out", "eval_every", "eval_images"}
+             "keep_checkpoints", "device", "data_dir", "out", "eval_every"}
+# (not eval_images: FID depends on the sample count, and best_fid must stay comparable)
 
 
 def run(overrides: dict[str, Any], out: str, resume: bool = False) -> Path:
@@ -174,7 +175,7 @@ class Trainer:
                               f"{cfg.batch_size} x {cfg.d_steps} D steps x {d.world} processes")
         self.step = 0
         self.best_fid = float("inf")  # of the --eval-every evaluations so far
-        self._features: Any = None  # the classifier feature extractor, loaded at the first eval
+        self._features: Any = None  # with --eval-every: the classifier features (_prepare_eval)
         self.out = Path(cfg.out)
         self.reporter: Reporter | None = None
         self._acc = torch.zeros(4, device=device)  # sums of loss_d, loss_g, D(x), D(G(z))
@@ -229,6 +230,7 @@ class Trainer:
                  "precision %s", cfg.dataset, cfg.image_size, self.device, cfg.loss,
                  self.total_steps, cfg.batch_size, self.dist.world,
                  self.amp_dtype or torch.float32)
+        self._prepare_eval()
         self._tick = (time.perf_counter(), self.step)
         self._began = time.perf_counter()
         if self.step >= self.total_steps:
@@ -243,10 +245,10 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     self._log(epoch)
                     stop = self._out_of_time()
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    self._evaluate(epoch)  # first: a checkpoint of this step has its best_fid
                 if self.step % cfg.checkpoint_every == 0:
                     self._save(periodic=True)
-                if cfg.eval_every and self.step % cfg.eval_every == 0:
-                    self._evaluate(epoch)
                 if self.step == self.total_steps or stop:
                     break
             self._sample()  # at every epoch end, and at the end of a cut-short run
@@ -379,22 +381,37 @@ class Trainer:
                 log.info("step %d: best FID so far (%.4g): checkpoints/best.pt", self.step,
                          self.best_fid)
 
+    def _prepare_eval(self) -> None:
+        """With --eval-every: the classifier features, ready before the first step (trained
+        here if not cached), so a dataset it cannot work with fails now on every rank."""
+        if not self.cfg.eval_every:
+            return
+        failed: Exception | None = None
+        if self.dist.is_main:
+            from train.classifier import ClassifierError
+            from train.features import make_features
+
+            cfg = self.cfg
+            try:
+                self._features = make_features("classifier", dataset=cfg.dataset,
+                                               data_dir=cfg.data_dir, image_size=cfg.image_size,
+                                               channels=cfg.channels)
+            except ClassifierError as e:
+                failed = ConfigError(f"--eval-every scores with the dataset's classifier, and "
+                                     f"none can be made here: {e}")
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the other ranks know
+                failed = e
+        if distrib.any_rank(failed is not None, self.dist):
+            if failed is not None:
+                raise failed
+            raise ConfigError("--eval-every: rank 0 could not prepare the evaluation")
+
     @torch.no_grad()
     def _quality(self) -> dict[str, Any]:
-        from train.evaluation import evaluate  # scores and the classifier load on first use
-        from train.features import make_features
+        from train.evaluation import evaluate, torch_sampler
 
         cfg = self.cfg
-        if self._features is None:
-            self._features = make_features("classifier", dataset=cfg.dataset,
-                                           data_dir=cfg.data_dir, image_size=cfg.image_size,
-                                           channels=cfg.channels)
-        g = self.generator()
-
-        def sample(z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-            y = None if labels is None else labels.to(self.device)
-            return g(z.to(self.device), y).float().cpu()
-
+        sample = torch_sampler(self.generator(), self.device)
         try:
             return evaluate(sample, nz=cfg.nz, dataset=cfg.dataset, data_dir=cfg.data_dir,
                             image_size=cfg.image_size, channels=cfg.channels,

@@ -62,6 +62,7 @@ def test_bad_sources_are_one_line_errors(tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
     assert "not a loadable ONNX model" in one_line_user_error(invoke("eval", str(junk)))
+    assert "at least 10" in one_line_user_error(invoke("eval", str(junk), "-n", "5"))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch_fidelity") is not None,

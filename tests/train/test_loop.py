@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -128,3 +129,24 @@ def test_eval_every_logs_scores_and_keeps_the_best_checkpoint(tmp_path: Path) ->
     best = checkpoint.load(out / "checkpoints" / "best.pt")
     assert best["best_fid"] == pytest.approx(min(r["eval/fid"] for r in evals), rel=1e-5)
     assert best["step"] == min(evals, key=lambda r: r["eval/fid"])["step"]
+
+
+def test_eval_every_on_data_without_classes_fails_before_training(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(8):
+        Image.fromarray(np.full((28, 28), i * 30, np.uint8)).save(flat / f"{i}.png")
+    with pytest.raises(ConfigError, match="--eval-every .* no class sub-folders"):
+        train_tiny(tmp_path / "run", dataset="folder", data_dir=str(flat), split="train",
+                   batch_size=4, max_steps=2, eval_every=1)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # not a step was trained
+
+
+def test_a_run_from_before_ema_resumes_without_it(tmp_path: Path) -> None:
+    out = train_tiny(tmp_path / "old", max_steps=2, ema_decay=0.0)
+    ckpt = checkpoint.load(out)
+    del ckpt["config"]["ema_decay"]  # as written by a version without EMA
+    checkpoint.atomic_save(ckpt, out / "checkpoints" / "last.pt")
+    run({"max_steps": 3}, out=str(out), resume=True)
+    resumed = checkpoint.load(out)
+    assert resumed["step"] == 3 and "generator_ema" not in resumed
