@@ -18,6 +18,19 @@ def train_tiny(out: Path, **overrides: Any) -> Path:
     return run({**TINY, **overrides}, out=str(out))
 
 
+def train_on_flat_folder(tmp_path: Path, **overrides: Any) -> Path:
+    """A tiny run on a folder of 8 grey 28x28 images without class sub-folders (no labels)."""
+    import numpy as np
+    from PIL import Image
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(8):
+        Image.fromarray(np.full((28, 28), i * 30, np.uint8)).save(flat / f"{i}.png")
+    return train_tiny(tmp_path / "run", dataset="folder", data_dir=str(flat), split="train",
+                      batch_size=4, **overrides)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished 4-step run shared by the tests that only read its outputs."""

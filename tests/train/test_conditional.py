@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -13,7 +12,7 @@ from train import checkpoint
 from train.config import ConfigError
 from train.model import Discriminator, Generator, init_weights
 
-from .conftest import train_tiny
+from .conftest import train_on_flat_folder, train_tiny
 
 
 def test_generator_output_depends_on_the_label() -> None:
@@ -61,10 +60,5 @@ def test_conditional_training_on_fashion_mnist(tmp_path: Path, loss: str) -> Non
 
 
 def test_conditional_needs_labelled_data(tmp_path: Path) -> None:
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    for i in range(8):
-        Image.fromarray(np.full((28, 28), i * 30, np.uint8)).save(flat / f"{i}.png")
     with pytest.raises(ConfigError, match="--conditional needs labelled data"):
-        train_tiny(tmp_path / "run", dataset="folder", data_dir=str(flat), split="train",
-                   max_steps=1, conditional=True, batch_size=4)
+        train_on_flat_folder(tmp_path, max_steps=1, conditional=True)

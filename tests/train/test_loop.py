@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -15,7 +14,7 @@ from train.checkpoint import CheckpointError
 from train.config import LOSSES, ConfigError
 from train.loop import run
 
-from .conftest import TINY, train_tiny
+from .conftest import TINY, train_on_flat_folder, train_tiny
 
 pytestmark = pytest.mark.fashion_mnist
 
@@ -132,13 +131,8 @@ def test_eval_every_logs_scores_and_keeps_the_best_checkpoint(tmp_path: Path) ->
 
 
 def test_eval_every_on_data_without_classes_fails_before_training(tmp_path: Path) -> None:
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    for i in range(8):
-        Image.fromarray(np.full((28, 28), i * 30, np.uint8)).save(flat / f"{i}.png")
     with pytest.raises(ConfigError, match="--eval-every .* no class sub-folders"):
-        train_tiny(tmp_path / "run", dataset="folder", data_dir=str(flat), split="train",
-                   batch_size=4, max_steps=2, eval_every=1)
+        train_on_flat_folder(tmp_path, max_steps=2, eval_every=1)
     assert not (tmp_path / "run" / "checkpoints").exists()  # not a step was trained
 
 
