@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole flow on the built-in default, as `make demo` runs it: train a short Fashion-MNIST run,
-# export the generator to ONNX (with its parity check), serve it over gRPC, generate a grid of
-# images through the server, and stop the server. Needs `gan` on PATH (make demo sees to it).
+# export the generator to ONNX (with its parity check), score it, serve it over gRPC, generate a
+# grid of images through the server, and stop the server. Needs `gan` on PATH (make demo sees to it).
 #   RUN=runs/demo EPOCHS=2 bash examples/demo.sh
 set -euo pipefail
 RUN=${RUN:-runs/demo}
@@ -12,6 +12,7 @@ step() { printf '\n$ %s\n' "$*"; "$@"; }
 rm -rf "$RUN"  # the demo's own folder: each demo starts fresh
 step gan train --out "$RUN" --epochs "$EPOCHS"
 step gan export "$RUN" --out "$RUN/generator.onnx"
+step gan eval "$RUN/generator.onnx" -n 2000  # FID/KID/precision/recall (trains the classifier once)
 
 printf '\n$ gan serve %s --port 0 &\n' "$RUN/generator.onnx"
 gan serve "$RUN/generator.onnx" --port 0 >"$RUN/serve.log" 2>&1 &
