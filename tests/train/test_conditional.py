@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -62,3 +63,20 @@ def test_conditional_training_on_fashion_mnist(tmp_path: Path, loss: str) -> Non
 def test_conditional_needs_labelled_data(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--conditional needs labelled data"):
         train_on_flat_folder(tmp_path, max_steps=1, conditional=True)
+
+
+def test_conditional_training_on_class_folders(tmp_path: Path) -> None:
+    """A user's own labelled images: one sub-folder per class (ImageFolder layout)."""
+    rng = np.random.default_rng(0)
+    for name in ("circles", "squares"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / name / f"{i}.jpg")
+    out = train_tiny(tmp_path / "run", dataset="folder", data_dir=str(tmp_path / "data"),
+                     split="train", channels=3, batch_size=4, max_steps=2, conditional=True)
+    ckpt = checkpoint.load(out)
+    assert ckpt["class_names"] == ["circles", "squares"]
+    g = checkpoint.build_generator(ckpt)
+    with torch.no_grad():
+        assert g(torch.randn(2, 100), torch.tensor([0, 1])).shape == (2, 3, 32, 32)
