@@ -52,7 +52,8 @@ def evaluate(sampler: Sampler, *, dataset: str, data_dir: str | None, image_size
         raise EvaluationError(f"n must be at least {MIN_SAMPLES} to estimate the scores, got {n}")
     started = time.perf_counter()
     real, split = _real_images(dataset, data_dir, image_size, channels, n, seed)
-    classifier = _classifier(features, dataset, data_dir, image_size, real.channels)
+    classifier = _classifier(features, dataset, data_dir, image_size, real.channels,
+                             needed=bool(class_names))
     if class_names and classifier is not None and classifier.class_names != class_names:
         raise EvaluationError(f"the generator's classes {class_names} are not {dataset}'s "
                               f"{classifier.class_names}")
@@ -98,13 +99,19 @@ def _real_images(dataset: str, data_dir: str | None, image_size: int, channels: 
 
 
 def _classifier(features: FeatureExtractor, dataset: str, data_dir: str | None,
-                image_size: int, channels: int) -> clf.Classifier | None:
+                image_size: int, channels: int, needed: bool) -> clf.Classifier | None:
     """The dataset's classifier (the features' own if they are this dataset's classifier), or
-    None for a folder without class sub-folders."""
+    None for a folder without class sub-folders. Unless `needed` (class accuracy of a
+    conditional generator), only an already cached one: a minute of training just to report its
+    own test accuracy beside other features is not worth it."""
     if isinstance(features, ClassifierFeatures) and dataset != "folder" and \
             (features.classifier.dataset, features.classifier.image_size) == (dataset, image_size):
         return features.classifier
     try:
+        if not needed:
+            path = clf.cache_path(dataset, data_dir, image_size,
+                                  clf.resolve_channels(dataset, channels))
+            return clf.load(path) if path.is_file() else None
         return clf.load_or_train(dataset, data_dir, image_size, channels)
     except clf.ClassifierError as e:
         log.info("no class scores: %s", e)
