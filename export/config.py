@@ -10,6 +10,7 @@ from typing import Any
 
 from gan.errors import UserError
 from serve.config import PROVIDERS  # one list for export and serve
+from train.config import MIN_EVAL_IMAGES
 
 OUTPUTS = ("float", "uint8")
 PRECISIONS = ("fp32", "fp16")
@@ -128,8 +129,9 @@ class EvalConfig:
     checkpoint or model as <name>.eval.json."""
 
     def __post_init__(self) -> None:
-        if self.num_images < 10:  # train.evaluation.MIN_SAMPLES (no torch import here)
-            raise ExportConfigError(f"-n must be at least 10, got {self.num_images}")
+        if self.num_images < MIN_EVAL_IMAGES:
+            raise ExportConfigError(f"-n must be at least {MIN_EVAL_IMAGES}, got "
+                                    f"{self.num_images}")
         for name, allowed in (("features", FEATURES), ("providers", PROVIDERS)):
             if getattr(self, name) not in allowed:
                 raise ExportConfigError(f"unknown {name} {getattr(self, name)!r}: "

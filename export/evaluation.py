@@ -23,6 +23,7 @@ from gan.contract import sha256_file
 from gan.errors import UserError
 from train import checkpoint
 from train.config import TrainConfig
+from train.distributed import resolve_device
 from train.evaluation import Sampler
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class Source:
     train_config: TrainConfig
     class_names: list[str]  # non-empty for a conditional generator
     about: dict[str, Any] = field(default_factory=dict)  # goes into the report as "source"
+    device: str = "cpu"  # where feature extraction runs: beside the generator
 
 
 def open_source(config: EvalConfig) -> Source:
@@ -49,7 +51,6 @@ def open_source(config: EvalConfig) -> Source:
 
 def _checkpoint_source(path: Path, ema: bool, device_name: str) -> Source:
     from train.evaluation import torch_sampler
-    from train.loop import resolve_device
 
     ckpt = checkpoint.load(path)
     g = checkpoint.build_generator(ckpt, ema=ema)
@@ -60,7 +61,7 @@ def _checkpoint_source(path: Path, ema: bool, device_name: str) -> Source:
     names = list(ckpt.get("class_names", [])) if g.num_classes else []
     about = {"kind": "checkpoint", "path": str(checkpoint.resolve(path)), "step": ckpt["step"],
              "generator": checkpoint.generator_kind(ckpt, ema), "device": str(device)}
-    return Source(sample, cfg.nz, cfg, names, about)
+    return Source(sample, cfg.nz, cfg, names, about, device.type)
 
 
 def _onnx_source(path: Path, providers: str) -> Source:
@@ -116,7 +117,7 @@ def run(config: EvalConfig) -> tuple[dict[str, Any], Path]:
     features = make_features(config.features, dataset=cfg.dataset, data_dir=data_dir,
                              image_size=cfg.image_size, channels=cfg.channels,
                              inception_weights=config.inception_weights,
-                             device="cuda" if source.about.get("device") == "cuda" else "cpu")
+                             device=source.device)
     log.info("scoring %d images of %s with %s features", config.num_images, config.source,
              config.features)
     report = evaluate(source.sample, nz=source.nz, dataset=cfg.dataset, data_dir=data_dir,

@@ -57,8 +57,7 @@ class Job:
     deadline: float | None = None  # time.monotonic() after which nobody waits for the result
     enqueued: float = field(default_factory=time.monotonic)
     taken: int = 0  # images already handed to batches
-    cancelled: bool = False
-    end_reason: str = "cancelled"  # why its RPC ended, once cancelled: "cancelled" or "deadline"
+    ended: str | None = None  # why its RPC ended ("cancelled" or "deadline"); None: still live
     # output slices (k, ...) of the model's raw output, in request order, or the exception that
     # ends the job (Dropped, or an inference failure)
     parts: queue.SimpleQueue[np.ndarray | BaseException] = field(
@@ -98,9 +97,9 @@ class Batcher:
         with self._cond:
             if not self._accepting:
                 raise ShuttingDown("the server is shutting down: retry on another replica")
-            if job.cancelled:  # its RPC ended before it got here: answer its handler at once
-                self._metrics.dropped.labels(job.end_reason).inc(job.size)
-                job.parts.put(Dropped(job.end_reason, job.size))
+            if job.ended:  # its RPC ended before it got here: answer its handler at once
+                self._metrics.dropped.labels(job.ended).inc(job.size)
+                job.parts.put(Dropped(job.ended, job.size))
                 return
             if self._queued + job.size > self.max_queue:
                 raise QueueFull(f"queue full: {self._queued} of {self.max_queue} images are "
@@ -113,7 +112,7 @@ class Batcher:
     def discard(self, job: Job, reason: str = "cancelled") -> None:
         """Drop what is still queued of `job` (its RPC ended); a no-op once it was all taken."""
         with self._cond:
-            job.cancelled, job.end_reason = True, reason
+            job.ended = reason
             if job.taken < job.size and job in self._jobs:
                 self._jobs.remove(job)
                 self._drop(job, reason)
@@ -172,9 +171,9 @@ class Batcher:
         now = time.monotonic()
         while self._jobs and room:
             job = self._jobs[0]
-            if job.cancelled or job.expired(now):
+            if job.ended or job.expired(now):
                 self._jobs.popleft()
-                self._drop(job, job.end_reason if job.cancelled else "deadline")
+                self._drop(job, job.ended or "deadline")
                 continue
             start = job.taken
             stop = min(job.size, start + room)

@@ -113,9 +113,9 @@ def _provider_options(name: str, model: Path, inputs: list[Any], nz: int,
     cache.mkdir(parents=True, exist_ok=True)
     opt_batch = opts.opt_batch or opts.max_batch
 
-    def shape(b: int) -> str:  # TensorRT's "name:dims,name:dims" syntax: z (b, nz) [labels (b,)]
-        return ",".join(f"{i.name}:{b}x{nz}" if i.name == "z" or len(i.shape) == 2
-                        else f"{i.name}:{b}" for i in inputs)
+    def shape(b: int) -> str:  # TensorRT's "name:dims,name:dims" syntax
+        return ",".join(f"{name}:{'x'.join(map(str, dims))}"
+                        for name, (dims, _) in _input_shapes(inputs, b, nz).items())
     return {
         "trt_fp16_enable": opts.fp16,
         "trt_engine_cache_enable": True,
@@ -161,6 +161,12 @@ def create_session(model: str | Path, opts: SessionOptions | None = None) -> Ses
     return result
 
 
+def _input_shapes(inputs: list[Any], b: int, nz: int) -> dict[str, tuple[tuple[int, ...], type]]:
+    """Each graph input's shape and dtype at batch b: z (b, nz) float32, labels (b,) int64."""
+    return {i.name: ((b, nz), np.float32) if i.name == "z" else ((b,), np.int64)
+            for i in inputs}
+
+
 def _nz(inputs: list[Any]) -> int:
     """The latent size: z's second dimension (inputs may come in any order)."""
     z = next((i for i in inputs if i.name == "z"), inputs[0])
@@ -192,5 +198,5 @@ def warm_up(session: Session, nz: int, opts: SessionOptions) -> None:
     if session.provider == "cuda" and opts.warm_every_batch:
         sizes = list(range(1, opts.max_batch + 1))
     for b in sizes:
-        session.session.run(None, {i.name: np.zeros((b, nz), np.float32) if i.name == "z"
-                                   else np.zeros((b,), np.int64) for i in inputs})
+        session.session.run(None, {name: np.zeros(dims, dtype) for name, (dims, dtype)
+                                   in _input_shapes(inputs, b, nz).items()})

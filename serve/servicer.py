@@ -116,7 +116,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         job = Job(z=z, labels=classes, deadline=deadline)
-        if not context.add_callback(lambda: self.batcher.discard(job, _end_reason(context, job))):
+        if not context.add_callback(lambda: self.batcher.discard(job, _end_reason(context))):
             raise _Abort(grpc.StatusCode.CANCELLED, "the request ended before it was queued")
         try:
             self.batcher.submit(job)
@@ -183,14 +183,8 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
                          channels=info.channels, format=kind) for a in arrays]
 
 
-# gRPC's deadline timer can fire a few milliseconds before time_remaining() (wall clock) or our
-# monotonic deadline reach zero, so an RPC that ends this close to its deadline ended by it.
-DEADLINE_SLACK_S = 0.05
-
-
-def _end_reason(context: grpc.ServicerContext, job: Job) -> str:
-    """Why an RPC ended while its job may still be queued: "deadline" or "cancelled"."""
+def _end_reason(context: grpc.ServicerContext) -> str:
+    """Why an RPC ended while its job may still be queued: "deadline" or "cancelled" (in the
+    callback of an RPC its deadline ended, time_remaining() is 0)."""
     remaining = context.time_remaining()
-    if remaining is not None and remaining <= DEADLINE_SLACK_S:
-        return "deadline"
-    return "deadline" if job.expired(time.monotonic() + DEADLINE_SLACK_S) else "cancelled"
+    return "deadline" if remaining is not None and remaining <= 0 else "cancelled"

@@ -21,6 +21,10 @@ SPLITS = ("train", "test")
 IMAGE_SIZES = (32, 64, 128)
 
 
+# Fewest images an evaluation scores: below this even precision/recall's k-NN radii are noise.
+MIN_EVAL_IMAGES = 10
+
+
 class ConfigError(UserError):
     """A configuration value that cannot work."""
 
@@ -152,8 +156,9 @@ class TrainConfig:
                               f"{self.ema_decay}")
         if self.eval_every < 0:
             raise ConfigError(f"eval_every must not be negative, got {self.eval_every}")
-        if self.eval_images < 10:  # train.evaluation.MIN_SAMPLES (no torch import here)
-            raise ConfigError(f"eval_images must be at least 10, got {self.eval_images}")
+        if self.eval_images < MIN_EVAL_IMAGES:
+            raise ConfigError(f"eval_images must be at least {MIN_EVAL_IMAGES}, got "
+                              f"{self.eval_images}")
         if self.dataset == "folder" and not self.data_dir:
             raise ConfigError("dataset 'folder' needs --data-dir DIR (a directory of images)")
 

@@ -1,4 +1,5 @@
-"""torchrun awareness: which process this is, and the process group around the run."""
+"""Where training runs: the device, and under torchrun which process this is and the process
+group around the run."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from train.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,15 @@ class Dist:
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto|cpu|cuda -> the torch device; --device cuda without a GPU is one clear error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is visible to PyTorch here")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
 
 
 def init(device: torch.device) -> Dist:

@@ -7,6 +7,7 @@ session, owned by the caller. Everything here runs on the CPU in inference mode,
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import torch
 from gan.errors import UserError
 from train import classifier as clf
 from train import data, scores
-from train.config import TrainConfig
+from train.config import MIN_EVAL_IMAGES, TrainConfig
 from train.features import ClassifierFeatures, FeatureExtractor
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 # z float32 (B, nz), labels int64 (B,) or None -> images float (B, C, S, S) in [-1, 1], CPU.
 Sampler = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 PR_NEIGHBOURS = 3  # k of precision/recall, as in Kynkaanniemi et al.
-MIN_SAMPLES = 10  # below this even the k-NN radii of precision/recall are noise
+MIN_SAMPLES = MIN_EVAL_IMAGES  # below this even the k-NN radii of precision/recall are noise
 
 
 class EvaluationError(UserError):
@@ -78,6 +79,7 @@ def evaluate(sampler: Sampler, *, dataset: str, data_dir: str | None, image_size
     return result
 
 
+@functools.lru_cache(maxsize=4)  # --eval-every asks for the same set each time (shared: read only)
 def _real_images(dataset: str, data_dir: str | None, image_size: int, channels: int, n: int,
                  seed: int) -> tuple[data.ImageData, str]:
     """The test split (a folder: all of it), or a seeded random n of it; and the split's name."""

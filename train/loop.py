@@ -44,7 +44,7 @@ def run(overrides: dict[str, Any], out: str, resume: bool = False) -> Path:
     """Train in run directory `out` with TrainConfig defaults overridden by `overrides`; returns
     the run directory."""
     cfg, ckpt = resolve_config(overrides, Path(out), resume)
-    device = resolve_device(cfg.device)
+    device = distrib.resolve_device(cfg.device)
     d = distrib.init(device)
     if d.enabled and device.type == "cuda":
         device = torch.device("cuda", d.local_rank)
@@ -87,14 +87,6 @@ def resolve_config(overrides: dict[str, Any], out: Path, resume: bool
                           f"{', '.join(sorted(RESUMABLE))}")
     keep = {k: v for k, v in overrides.items() if k in RESUMABLE}
     return replace(saved, **keep), ckpt
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is visible to PyTorch here")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
