@@ -29,7 +29,7 @@ import gan
 from export.config import DEFAULT_OPSET, OUTPUTS, PRECISIONS
 from gan.atomic import atomic_write
 from gan.contract import FORMAT, FORMAT_VERSION
-from train.model import Generator
+from train.model import AnyGenerator
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class ExportedGenerator(nn.Module):
     and arithmetic are fp16 while its input and output keep the float32/uint8 contract.
     """
 
-    def __init__(self, generator: Generator, output: str, precision: str = "fp32") -> None:
+    def __init__(self, generator: AnyGenerator, output: str, precision: str = "fp32") -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"unknown output kind {output!r}: use float or uint8")
@@ -63,8 +63,9 @@ class ExportedGenerator(nn.Module):
         return pixels.to(torch.uint8).permute(0, 2, 3, 1)  # (B, H, W, C)
 
 
-DOC = ("DCGAN generator (dcgan-forge). Input z: float32 [batch, nz], z ~ N(0, I). Output images: "
-       "see metadata_props output/layout/value_range. Read metadata_props for nz and the shape.")
+DOC = ("GAN generator (dcgan-forge; metadata_props architecture: dcgan or mlp). Input z: float32 "
+       "[batch, nz], z ~ N(0, I). Output images: see metadata_props output/layout/value_range. "
+       "Read metadata_props for nz and the shape.")
 
 
 def metadata(config: dict[str, Any], *, output: str, precision: str, opset: int, step: int,
@@ -72,7 +73,8 @@ def metadata(config: dict[str, Any], *, output: str, precision: str, opset: int,
              generator: str = "raw") -> dict[str, str]:
     """The model's self-description: every value a string (ONNX metadata_props).
 
-    class_names is non-empty exactly for a conditional model (it then has the `labels` input);
+    architecture names the network (dcgan or mlp); class_names is non-empty exactly for a
+    conditional model (it then has the `labels` input);
     generator says which weights were exported: "ema" (the moving average) or "raw".
     """
     size, channels = config["image_size"], config["channels"]
@@ -87,6 +89,7 @@ def metadata(config: dict[str, Any], *, output: str, precision: str, opset: int,
         "layout": "NCHW" if output == "float" else "NHWC",
         "value_range": "[-1, 1]" if output == "float" else "[0, 255]",
         "latent": "standard_normal",
+        "architecture": config.get("arch", "dcgan"),  # runs from before --arch were all dcgan
         "dataset": config["dataset"],
         "class_names": json.dumps(class_names or []),
         "conditional": "true" if class_names else "false",
@@ -103,7 +106,7 @@ def metadata(config: dict[str, Any], *, output: str, precision: str, opset: int,
     }
 
 
-def to_onnx(generator: Generator, *, output: str = "float", opset: int = DEFAULT_OPSET,
+def to_onnx(generator: AnyGenerator, *, output: str = "float", opset: int = DEFAULT_OPSET,
             precision: str = "fp32", meta: dict[str, str] | None = None) -> onnx.ModelProto:
     """Trace the eval-mode generator with the dynamo exporter; dynamic batch; weights inline.
 

@@ -21,7 +21,8 @@ import torch
 from gan.atomic import atomic_write
 from gan.errors import UserError
 from train.config import TrainConfig
-from train.model import Generator
+from train.model import AnyGenerator
+from train.model import build_generator as _build
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,12 @@ def config_of(ckpt: dict[str, Any]) -> TrainConfig:
     return TrainConfig.from_dict(ckpt["config"])
 
 
-def build_generator(ckpt: dict[str, Any], ema: bool = True) -> Generator:
+def build_generator(ckpt: dict[str, Any], ema: bool = True) -> AnyGenerator:
     """The checkpoint's generator with its weights, in eval mode, on the CPU: the EMA generator
     when the run kept one and `ema` is true, else the raw one (see `generator_kind`)."""
     cfg = config_of(ckpt)
     classes = len(ckpt.get("class_names", [])) if cfg.conditional else 0
-    g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size, num_classes=classes,
-                  label_dim=cfg.label_dim)
+    g = _build(cfg, classes)  # the architecture the config names (dcgan or mlp)
     if generator_kind(ckpt, ema) == "ema":
         g.load_state_dict(ckpt["generator_ema"]["weights"])
     else:

@@ -18,7 +18,7 @@ import torch
 from gan.errors import UserError
 from train import classifier as clf
 from train import data, scores
-from train.config import MIN_EVAL_IMAGES, TrainConfig
+from train.config import MIN_EVAL_IMAGES
 from train.features import ClassifierFeatures, FeatureExtractor
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,7 @@ def _real_images(dataset: str, data_dir: str | None, image_size: int, channels: 
                  seed: int) -> tuple[data.ImageData, str]:
     """The test split (a folder: all of it), or a seeded random n of it; and the split's name."""
     split = "all" if dataset == "folder" else "test"
-    real = data.load(TrainConfig(dataset=dataset, data_dir=data_dir, split="test",
-                                 image_size=image_size, channels=channels))
+    real = data.read(dataset, data_dir, split="test", image_size=image_size, channels=channels)
     if channels and real.channels != channels:
         raise EvaluationError(f"the generator makes {channels}-channel images but {dataset} has "
                               f"{real.channels}")
@@ -106,8 +105,9 @@ def _classifier(features: FeatureExtractor, dataset: str, data_dir: str | None,
     None for a folder without class sub-folders. Unless `needed` (class accuracy of a
     conditional generator), only an already cached one: a minute of training just to report its
     own test accuracy beside other features is not worth it."""
+    own = (dataset, clf.trained_size(dataset, image_size))
     if isinstance(features, ClassifierFeatures) and dataset != "folder" and \
-            (features.classifier.dataset, features.classifier.image_size) == (dataset, image_size):
+            (features.classifier.dataset, features.classifier.image_size) == own:
         return features.classifier
     try:
         if not needed:

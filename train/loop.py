@@ -30,7 +30,7 @@ from train.config import ConfigError, TrainConfig
 from train.ema import GeneratorEMA
 from train.losses import make_loss
 from train.metrics import Reporter
-from train.model import Discriminator, Generator, init_weights
+from train.model import AnyGenerator, build_discriminator, build_generator, init_weights
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,8 @@ class Trainer:
             self.labels = self.labels.to(device)  # (N,) int64, gathered with the images
         classes = len(self.class_names) if cfg.conditional else 0
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
-        self.g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size, num_classes=classes,
-                           label_dim=cfg.label_dim)
-        self.d = Discriminator(cfg.ndf, cfg.channels, cfg.image_size, norm=cfg.resolved_d_norm,
-                               num_classes=classes)
+        self.g = build_generator(cfg, classes)  # cfg.arch: dcgan or mlp
+        self.d = build_discriminator(cfg, classes)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
         for m in (self.g, self.d):
             m.apply(init_weights)
@@ -134,8 +132,9 @@ class Trainer:
             m.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         # G's first layer sees a 1x1 input, where channels_last means nothing: keep its weight
         # contiguous (inductor's convolution_backward asserts on those strides, seen on CUDA).
-        first: nn.ConvTranspose2d = self.g.main[0]  # type: ignore[assignment]
-        first.weight.data = first.weight.data.contiguous()
+        first = self.g.main[0]  # (an mlp's is a Linear: 2-d, untouched by channels_last)
+        if isinstance(first, nn.ConvTranspose2d):
+            first.weight.data = first.weight.data.contiguous()
         # Gradients of D's weights are reduced across ranks in the D step (DDP); the G step and the
         # gradient penalties (double backward, which compiled graphs do not support) use D eagerly.
         self.d_ddp: nn.Module = DDP(self.d) if d.enabled else self.d
@@ -218,8 +217,8 @@ class Trainer:
             text = json.dumps(cfg.to_dict(), indent=2) + "\n"
             atomic_write(self.out / "config.json", lambda f: f.write(text.encode()))
             self.reporter = Reporter(self.out, self.total_steps, self.step)
-        log.info("training %s %dpx on %s (%s), %d steps of %d images x %d process(es), "
-                 "precision %s", cfg.dataset, cfg.image_size, self.device, cfg.loss,
+        log.info("training %s %s %dpx on %s (%s), %d steps of %d images x %d process(es), "
+                 "precision %s", cfg.arch, cfg.dataset, cfg.image_size, self.device, cfg.loss,
                  self.total_steps, cfg.batch_size, self.dist.world,
                  self.amp_dtype or torch.float32)
         self._prepare_eval()
@@ -329,7 +328,7 @@ class Trainer:
 
     # Outputs ----------------------------------------------------------------------------------
 
-    def generator(self) -> Generator:
+    def generator(self) -> AnyGenerator:
         """The generator that samples, evaluations and exports use: the EMA one when kept (with
         fresh BatchNorm statistics), else G itself; in eval mode (put G back with .train())."""
         if self.ema is not None:

@@ -14,6 +14,9 @@ discriminator (Miyato & Koyama 2018): logit = last_conv(phi(x)) + <embed(y), sum
 Projection was chosen over label maps concatenated to D's input because it adds one small table
 instead of widening every input, it does not change the unconditional path at all, and it is the
 form that held up best in the cGAN comparisons of that paper.
+
+`build_generator` and `build_discriminator` make either architecture from a TrainConfig: this
+module's DCGAN, or the fully connected nets of train.mlp (`--arch mlp`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import torch
 from torch import nn
 
 from train.config import IMAGE_SIZES as SUPPORTED_SIZES
+from train.config import TrainConfig
+from train.mlp import MLPDiscriminator, MLPGenerator
 
 
 def num_layers(image_size: int) -> int:
@@ -111,10 +116,42 @@ class Discriminator(nn.Module):
         return logit + projection
 
 
+AnyGenerator = Generator | MLPGenerator  # nz, num_classes; (z, labels) -> (B, C, S, S)
+AnyDiscriminator = Discriminator | MLPDiscriminator  # (x, labels) -> logits (B,)
+
+
+def build_generator(cfg: TrainConfig, num_classes: int = 0) -> AnyGenerator:
+    """cfg's generator (cfg.channels resolved), with PyTorch's default init (see init_weights)."""
+    g: AnyGenerator
+    if cfg.arch == "mlp":
+        g = MLPGenerator(cfg.nz, cfg.mlp_hidden_g, cfg.channels, cfg.image_size,
+                         num_classes=num_classes, label_dim=cfg.label_dim,
+                         batch_norm=cfg.mlp_batch_norm)
+    else:
+        g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size, num_classes=num_classes,
+                      label_dim=cfg.label_dim)
+    return g
+
+
+def build_discriminator(cfg: TrainConfig, num_classes: int = 0) -> AnyDiscriminator:
+    """cfg's discriminator (cfg.channels resolved), with PyTorch's default init."""
+    d: AnyDiscriminator
+    if cfg.arch == "mlp":
+        d = MLPDiscriminator(cfg.mlp_hidden_d, cfg.channels, cfg.image_size,
+                             norm=cfg.resolved_d_norm, num_classes=num_classes)
+    else:
+        d = Discriminator(cfg.ndf, cfg.channels, cfg.image_size, norm=cfg.resolved_d_norm,
+                          num_classes=num_classes)
+    return d
+
+
 def init_weights(module: nn.Module) -> None:
-    """DCGAN init: convolutions N(0, 0.02); norm weights N(1, 0.02) and biases 0."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+    """DCGAN init, for both architectures: convolution and Linear weights N(0, 0.02), their
+    biases 0; norm weights N(1, 0.02) and biases 0. (Label embeddings keep their own init.)"""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
