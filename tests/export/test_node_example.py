@@ -56,6 +56,16 @@ def test_node_generates_images_of_the_promised_shape_and_range(example, exported
     assert data.startswith(header) and len(data) == len(header) + 64 * 64
 
 
+def test_node_runs_an_mlp_generator_unchanged(example, mlp_model, tmp_path):
+    """A 28x28 fully connected generator is just another shape to the example."""
+    pnm = tmp_path / "first.pnm"
+    proc = node(example, str(mlp_model.model), "3", str(pnm))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    summary = json.loads(proc.stdout)
+    assert summary["ok"] and summary["dims"] == [3, 1, 28, 28]
+    assert pnm.read_bytes().startswith(b"P5\n28 28\n255\n")
+
+
 def test_node_refuses_a_file_that_is_not_a_generator(example, runs):
     proc = node(example, str(runs[32] / "config.json"))
     assert proc.returncode == 1
