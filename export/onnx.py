@@ -29,7 +29,7 @@ import gan
 from export.config import DEFAULT_OPSET, OUTPUTS, PRECISIONS
 from gan.atomic import atomic_write
 from gan.contract import FORMAT, FORMAT_VERSION
-from train.model import AnyGenerator
+from train.nets import AnyGenerator
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from export.onnx import ExportedGenerator
 from gan.contract import sha256_file
 from gan.errors import UserError
 from serve.providers import Session, SessionOptions, create_session
-from train.model import AnyGenerator
+from train.nets import AnyGenerator
 
 log = logging.getLogger(__name__)
 

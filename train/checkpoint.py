@@ -21,8 +21,8 @@ import torch
 from gan.atomic import atomic_write
 from gan.errors import UserError
 from train.config import TrainConfig
-from train.model import AnyGenerator
-from train.model import build_generator as _build
+from train.nets import AnyGenerator
+from train.nets import build_generator as _build
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import copy
 import torch
 from torch import nn
 
-from train.model import AnyGenerator
+from train.nets import AnyGenerator
 
 
 class GeneratorEMA:

@@ -30,7 +30,8 @@ from train.config import ConfigError, TrainConfig
 from train.ema import GeneratorEMA
 from train.losses import make_loss
 from train.metrics import Reporter
-from train.model import AnyGenerator, build_discriminator, build_generator, init_weights
+from train.model import init_weights
+from train.nets import AnyGenerator, build_discriminator, build_generator
 
 log = logging.getLogger(__name__)
 

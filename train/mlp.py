@@ -24,6 +24,8 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+from train.model import with_labels
+
 
 def _stack(widths: Sequence[int], norm: str, norm_first: bool) -> list[nn.Module]:
     """Linear -> norm -> LeakyReLU(0.2) for each consecutive pair of `widths`; the first layer
@@ -64,13 +66,8 @@ class MLPGenerator(nn.Module):
             nn.Linear(hidden[-1], channels * image_size * image_size), nn.Tanh())
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if z.dim() == 4:
-            z = z.flatten(1)  # (B, nz, 1, 1) -> (B, nz)
-        if self.embed is not None:
-            if labels is None:
-                raise ValueError("this generator is conditional: pass labels (B,) int64")
-            z = torch.cat([z, self.embed(labels).to(z.dtype)], dim=1)  # (B, nz + label_dim)
-        return self.main(z).unflatten(1, self.shape)  # (B, P) -> (B, C, S, S)
+        x = self.main(with_labels(z, self.embed, labels))  # (B, P)
+        return x.unflatten(1, self.shape)  # (B, C, S, S)
 
 
 class MLPDiscriminator(nn.Module):

@@ -15,8 +15,8 @@ Projection was chosen over label maps concatenated to D's input because it adds 
 instead of widening every input, it does not change the unconditional path at all, and it is the
 form that held up best in the cGAN comparisons of that paper.
 
-`build_generator` and `build_discriminator` make either architecture from a TrainConfig: this
-module's DCGAN, or the fully connected nets of train.mlp (`--arch mlp`).
+The fully connected nets of `--arch mlp` are in train.mlp; train.nets builds either from a
+TrainConfig.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ import torch
 from torch import nn
 
 from train.config import IMAGE_SIZES as SUPPORTED_SIZES
-from train.config import TrainConfig
-from train.mlp import MLPDiscriminator, MLPGenerator
 
 
 def num_layers(image_size: int) -> int:
@@ -64,13 +62,20 @@ class Generator(nn.Module):
         self.main = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if z.dim() == 4:
-            z = z.flatten(1)  # (B, nz, 1, 1) -> (B, nz)
-        if self.embed is not None:
-            if labels is None:
-                raise ValueError("this generator is conditional: pass labels (B,) int64")
-            z = torch.cat([z, self.embed(labels).to(z.dtype)], dim=1)  # (B, nz + label_dim)
-        return self.main(z[:, :, None, None])
+        return self.main(with_labels(z, self.embed, labels)[:, :, None, None])
+
+
+def with_labels(z: torch.Tensor, embed: nn.Embedding | None, labels: torch.Tensor | None
+                ) -> torch.Tensor:
+    """A generator's input: z (B, nz) or (B, nz, 1, 1) -> (B, nz), joined with embed(labels)
+    (B, label_dim) for a conditional generator (embed not None)."""
+    if z.dim() == 4:
+        z = z.flatten(1)  # (B, nz, 1, 1) -> (B, nz)
+    if embed is None:
+        return z
+    if labels is None:
+        raise ValueError("this generator is conditional: pass labels (B,) int64")
+    return torch.cat([z, embed(labels).to(z.dtype)], dim=1)  # (B, nz + label_dim)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -114,35 +119,6 @@ class Discriminator(nn.Module):
         logit = self.main[-1](phi).flatten()  # (B,)
         projection = (self.embed(labels).to(phi.dtype) * phi.sum(dim=(2, 3))).sum(dim=1)
         return logit + projection
-
-
-AnyGenerator = Generator | MLPGenerator  # nz, num_classes; (z, labels) -> (B, C, S, S)
-AnyDiscriminator = Discriminator | MLPDiscriminator  # (x, labels) -> logits (B,)
-
-
-def build_generator(cfg: TrainConfig, num_classes: int = 0) -> AnyGenerator:
-    """cfg's generator (cfg.channels resolved), with PyTorch's default init (see init_weights)."""
-    g: AnyGenerator
-    if cfg.arch == "mlp":
-        g = MLPGenerator(cfg.nz, cfg.mlp_hidden_g, cfg.channels, cfg.image_size,
-                         num_classes=num_classes, label_dim=cfg.label_dim,
-                         batch_norm=cfg.mlp_batch_norm)
-    else:
-        g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size, num_classes=num_classes,
-                      label_dim=cfg.label_dim)
-    return g
-
-
-def build_discriminator(cfg: TrainConfig, num_classes: int = 0) -> AnyDiscriminator:
-    """cfg's discriminator (cfg.channels resolved), with PyTorch's default init."""
-    d: AnyDiscriminator
-    if cfg.arch == "mlp":
-        d = MLPDiscriminator(cfg.mlp_hidden_d, cfg.channels, cfg.image_size,
-                             norm=cfg.resolved_d_norm, num_classes=num_classes)
-    else:
-        d = Discriminator(cfg.ndf, cfg.channels, cfg.image_size, norm=cfg.resolved_d_norm,
-                          num_classes=num_classes)
-    return d
 
 
 def init_weights(module: nn.Module) -> None:

@@ -13,7 +13,8 @@ from train import checkpoint
 from train.config import LOSSES, ConfigError, TrainConfig
 from train.loop import run
 from train.mlp import MLPDiscriminator, MLPGenerator
-from train.model import build_discriminator, build_generator, init_weights
+from train.model import init_weights
+from train.nets import build_discriminator, build_generator
 
 from .conftest import train_tiny
 
