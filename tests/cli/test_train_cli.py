@@ -35,6 +35,10 @@ def test_help_is_fast_and_imports_no_heavy_stack() -> None:
     (["--dataset", "folder", "--data-dir", "/nonexistent/images"], "is not a directory"),
     (["--lr-g", "0"], "learning rates must be positive"),
     (["--beta1", "1.5"], "Adam betas must be in [0, 1)"),
+    (["--arch", "mlp", "--mlp-hidden-g", "256,x"], "a comma list of integers like 512,256"),
+    (["--arch", "mlp", "--mlp-hidden-d", "0"], "mlp_hidden_d needs at least one hidden width"),
+    (["--arch", "mlp", "--image-size", "4"], "not supported by mlp"),
+    (["--image-size", "28"], "or --arch mlp"),
 ])
 def test_bad_input_is_one_line(gan_cli, tmp_path: Path, args: list[str], message: str) -> None:
     code, _, err = gan_cli("train", "--out", str(tmp_path / "run"), *args)
@@ -50,6 +54,20 @@ def test_file_system_errors_are_one_line(gan_cli, tmp_path: Path) -> None:
                            "--max-steps", "1", "--out", str(blocker / "run"))
     assert code == 1 and "Traceback" not in err
     assert err.splitlines()[-1] == f"error: Not a directory: {blocker / 'run'}"
+
+
+@pytest.mark.fashion_mnist
+def test_mlp_from_the_command_line(gan_cli, tmp_path: Path) -> None:
+    code, _, err = gan_cli("train", "--arch", "mlp", "--split", "test", "--mlp-hidden-g", "32,16",
+                           "--mlp-hidden-d", "16", "--max-steps", "1", "--batch-size", "16",
+                           "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    config = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["config"]
+    assert (config["arch"], config["image_size"]) == ("mlp", 28)
+    assert config["mlp_hidden_g"] == (32, 16) and config["mlp_hidden_d"] == (16,)
+    code, _, err = gan_cli("train", "--resume", "--arch", "dcgan", "--out", str(tmp_path / "run"))
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("error: --arch cannot change when resuming (the run has arch='mlp')")
 
 
 def test_unknown_loss_is_a_usage_error(gan_cli, tmp_path: Path) -> None:
