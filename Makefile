@@ -8,7 +8,7 @@ RUN    ?= runs/demo
 FMNIST  = /usr/share/datasets/fashion-mnist
 NODE_EXAMPLE = examples/node
 
-.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve bench-quality clean
+.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve bench-quality bench-arch clean
 
 setup: $(VENV)/.installed $(NODE_EXAMPLE)/node_modules/.package-lock.json
 
@@ -56,6 +56,9 @@ stubs: setup
 
 bench-quality: setup
 	$(BIN)/python bench/quality.py
+
+bench-arch: setup  # the original fully connected GAN against DCGAN at equal time
+	$(BIN)/python bench/quality.py --arch mlp,dcgan --seconds 300 --images 0
 
 bench-serve: setup
 	$(BIN)/python bench/serve_load.py
