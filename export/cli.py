@@ -144,7 +144,7 @@ def evaluate(
                         inception_weights=inception_weights, ema=ema, seed=seed,
                         data_dir=data_dir, providers=plain(providers), device=device, out=out)
 
-    from export.evaluation import run  # torch loads here, not at `gan --help`
+    from quality.sources import run  # torch loads here, not at `gan --help`
 
     report, path = run(config)
     if as_json:

@@ -380,8 +380,8 @@ class Trainer:
             return
         failed: Exception | None = None
         if self.dist.is_main:
-            from train.classifier import ClassifierError
-            from train.features import make_features
+            from quality.classifier import ClassifierError
+            from quality.features import make_features
 
             cfg = self.cfg
             try:
@@ -400,7 +400,7 @@ class Trainer:
 
     @torch.no_grad()
     def _quality(self) -> dict[str, Any]:
-        from train.evaluation import evaluate, torch_sampler
+        from quality.evaluation import evaluate, torch_sampler
 
         cfg = self.cfg
         sample = torch_sampler(self.generator(), self.device)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from serve.server import GeneratorServer
-from tests.serve.support import MODELS, export_generator, running
+from tests.helpers import MODELS, export_generator, running
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """`gan eval`: score the generator of a run, a checkpoint or an exported ONNX model.
 
 Either source becomes a sampler, z (B, nz) [, labels (B,)] -> images (B, C, S, S) in [-1, 1],
-that `train.evaluation.evaluate` scores against the dataset's real test split. An ONNX model is
+that `quality.evaluation.evaluate` scores against the dataset's real test split. An ONNX model is
 scored through ONNX Runtime, exactly as it will be served (uint8 models are mapped back to
 [-1, 1]), and its metadata alone says which dataset, size and classes it has.
 """
@@ -21,10 +21,10 @@ from export.config import EvalConfig
 from gan.atomic import atomic_write
 from gan.contract import sha256_file
 from gan.errors import UserError
+from quality.evaluation import Sampler
 from train import checkpoint
 from train.config import TrainConfig
 from train.distributed import resolve_device
-from train.evaluation import Sampler
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def open_source(config: EvalConfig) -> Source:
 
 
 def _checkpoint_source(path: Path, ema: bool, device_name: str) -> Source:
-    from train.evaluation import torch_sampler
+    from quality.evaluation import torch_sampler
 
     ckpt = checkpoint.load(path)
     g = checkpoint.build_generator(ckpt, ema=ema)
@@ -108,8 +108,8 @@ def default_out(source: str) -> Path:
 
 def run(config: EvalConfig) -> tuple[dict[str, Any], Path]:
     """Score config.source; returns the report and where it was written."""
-    from train.evaluation import evaluate
-    from train.features import make_features
+    from quality.evaluation import evaluate
+    from quality.features import make_features
 
     source = open_source(config)
     cfg = source.train_config

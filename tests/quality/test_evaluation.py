@@ -15,12 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.train.quality_support import Noise, RealImages, mixture, untrained_generator
-from train import classifier as clf
+from quality import classifier as clf
+from quality.evaluation import EvaluationError, Sampler, evaluate
+from quality.features import ClassifierFeatures, FeaturesUnavailable, InceptionFeatures
+from tests.helpers import Noise, RealImages, mixture, untrained_generator
 from train import data
 from train.config import TrainConfig
-from train.evaluation import EvaluationError, Sampler, evaluate
-from train.features import ClassifierFeatures, FeaturesUnavailable, InceptionFeatures
 
 QUICK = clf.ClassifierSettings(epochs=2, train_limit=10_000)
 NZ = 100
