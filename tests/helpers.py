@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 import export.onnx as eo
 from gan.cli import app
 from gan.errors import UserError
-from quality.evaluation import Sampler
+from quality.sources import Sampler
 from serve import latent
 from serve.config import ServeConfig
 from serve.model import ServedModel

@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -31,6 +31,9 @@ from train.ema import GeneratorEMA
 from train.losses import make_loss
 from train.metrics import Reporter
 from train.model import Discriminator, Generator, init_weights
+
+if TYPE_CHECKING:
+    from quality.evaluation import TrainingEval
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +170,7 @@ class Trainer:
                               f"{cfg.batch_size} x {cfg.d_steps} D steps x {d.world} processes")
         self.step = 0
         self.best_fid = float("inf")  # of the --eval-every evaluations so far
-        self._features: Any = None  # with --eval-every: the classifier features (_prepare_eval)
+        self._eval: TrainingEval | None = None  # with --eval-every (_prepare_eval)
         self.out = Path(cfg.out)
         self.reporter: Reporter | None = None
         self._acc = torch.zeros(4, device=device)  # sums of loss_d, loss_g, D(x), D(G(z))
@@ -374,23 +377,16 @@ class Trainer:
                          self.best_fid)
 
     def _prepare_eval(self) -> None:
-        """With --eval-every: the classifier features, ready before the first step (trained
-        here if not cached), so a dataset it cannot work with fails now on every rank."""
+        """With --eval-every: the evaluation's features, ready before the first step, so a
+        dataset it cannot work with fails now on every rank."""
         if not self.cfg.eval_every:
             return
         failed: Exception | None = None
         if self.dist.is_main:
-            from quality.classifier import ClassifierError
-            from quality.features import make_features
+            from quality.evaluation import TrainingEval  # the loop's one hook into quality
 
-            cfg = self.cfg
             try:
-                self._features = make_features("classifier", dataset=cfg.dataset,
-                                               data_dir=cfg.data_dir, image_size=cfg.image_size,
-                                               channels=cfg.channels)
-            except ClassifierError as e:
-                failed = ConfigError(f"--eval-every scores with the dataset's classifier, and "
-                                     f"none can be made here: {e}")
+                self._eval = TrainingEval(self.cfg)
             except Exception as e:  # noqa: BLE001 - re-raised below, after the other ranks know
                 failed = e
         if distrib.any_rank(failed is not None, self.dist):
@@ -400,16 +396,10 @@ class Trainer:
 
     @torch.no_grad()
     def _quality(self) -> dict[str, Any]:
-        from quality.evaluation import evaluate, torch_sampler
-
-        cfg = self.cfg
-        sample = torch_sampler(self.generator(), self.device)
+        assert self._eval is not None
         try:
-            return evaluate(sample, nz=cfg.nz, dataset=cfg.dataset, data_dir=cfg.data_dir,
-                            image_size=cfg.image_size, channels=cfg.channels,
-                            n=cfg.eval_images, features=self._features,
-                            class_names=list(self.class_names) if cfg.conditional else [],
-                            seed=cfg.seed)
+            return self._eval.score(self.generator(), self.device,
+                                    list(self.class_names) if self.cfg.conditional else [])
         finally:
             self.g.train()
 

@@ -16,8 +16,9 @@ import torch
 from PIL import Image
 
 from quality import classifier as clf
-from quality.evaluation import EvaluationError, Sampler, evaluate
+from quality.evaluation import EvaluationError, evaluate
 from quality.features import ClassifierFeatures, FeaturesUnavailable, InceptionFeatures
+from quality.sources import Sampler
 from tests.helpers import Noise, RealImages, mixture, untrained_generator
 from train import data
 from train.config import TrainConfig
