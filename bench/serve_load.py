@@ -107,8 +107,8 @@ def client_main(spec: dict[str, Any]) -> None:
 # -- raw ONNX Runtime -----------------------------------------------------------------------
 
 def raw_ort(model: Path, providers: str, max_batch: int, duration_s: float) -> dict[str, Any]:
+    from gan.session import SessionOptions, create_session
     from serve.model import default_threads
-    from serve.providers import SessionOptions, create_session
 
     s = create_session(model, SessionOptions(providers=providers, max_batch=max_batch,
                                              intra_op_threads=default_threads()))

@@ -11,8 +11,9 @@ from typing import Annotated, Any
 
 import typer
 
-from export.config import OUTPUTS, PRECISIONS, ExportConfig, parse_batch_sizes
+from export.config import PRECISIONS, ExportConfig, parse_batch_sizes
 from gan.choices import PROVIDERS
+from gan.contract import OUTPUTS
 from gan.fielddoc import choices, help_for, plain
 
 Output = choices("Output", OUTPUTS)

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gan.choices import PROVIDERS, check_choices
+from gan.contract import OUTPUTS
 from gan.errors import UserError
 
-OUTPUTS = ("float", "uint8")
 PRECISIONS = ("fp32", "fp16")
 
 MIN_OPSET = 18

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gan.contract import sha256_file
+from gan.contract import pixels_to_unit, sha256_file
 from gan.errors import UserError
 from quality.config import EvalConfig
 from train import checkpoint
@@ -75,26 +75,24 @@ def _checkpoint_source(path: Path, ema: bool, device_name: str) -> Source:
 
 
 def _onnx_source(path: Path, providers: str) -> Source:
-    from serve.model import read_info
-    from serve.providers import SessionOptions, create_session
+    from gan.model import GeneratorModel  # the serving model's checks and run
+    from gan.session import SessionOptions
 
-    info = read_info(path)
-    session = create_session(path, SessionOptions(providers=providers, max_batch=250,
-                                                  opt_batch=250))
+    model = GeneratorModel(path, SessionOptions(providers=providers, max_batch=250,
+                                                opt_batch=250))
+    info = model.info
 
     def sample(z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        feed = {"z": z.numpy().astype(np.float32)}
-        if labels is not None:
-            feed["labels"] = labels.numpy().astype(np.int64)
-        out = session.session.run(["images"], feed)[0]
+        out = model.run(z.numpy().astype(np.float32),
+                        None if labels is None else labels.numpy().astype(np.int64))
         if info.output == "uint8":  # (B, H, W, C) pixels -> (B, C, H, W) in [-1, 1]
-            return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            return torch.from_numpy(pixels_to_unit(out)).permute(0, 3, 1, 2)
         return torch.from_numpy(out)
 
     cfg = _trained_on(info.metadata, path)
     about = {"kind": "onnx", "path": str(path), "sha256": sha256_file(path),
              "step": int(info.metadata.get("step", 0)),
-             "generator": info.metadata.get("generator", "raw"), "provider": session.provider}
+             "generator": info.metadata.get("generator", "raw"), "provider": model.provider}
     return Source(sample, info.nz, cfg, list(info.class_names), about)
 
 

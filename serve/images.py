@@ -12,6 +12,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from gan.contract import pixels_to_unit
+
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
     """(B, C, H, W) float in [-1, 1] -> (B, H, W, C) uint8: round((clamp(x) + 1) * 127.5).
@@ -32,7 +34,7 @@ def convert(raw: np.ndarray, output: str, fmt: str) -> np.ndarray:
     if output == "float":
         return to_float(raw) if fmt == "raw_float32" else to_uint8(raw)
     if fmt == "raw_float32":  # uint8 model: map pixels back to [-1, 1]
-        return raw.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+        return pixels_to_unit(raw)
     return np.ascontiguousarray(raw, dtype=np.uint8)
 
 

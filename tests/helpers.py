@@ -15,6 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner, Result
 
 import export.onnx as eo
+from gan import contract
 from gan.cli import app
 from gan.errors import UserError
 from quality.sources import Sampler
@@ -116,8 +117,8 @@ def export_generator(folder: Path, name: str) -> Path:
     g.apply(init_weights)
     config = {"image_size": size, "channels": channels, "nz": NZ, "ngf": ngf,
               "dataset": "fashion-mnist"}
-    meta = eo.metadata(config, output=output, precision="fp32", opset=eo.DEFAULT_OPSET, step=0,
-                       checkpoint_sha256="0" * 64, class_names=list(classes))
+    meta = contract.metadata(config, output=output, precision="fp32", opset=eo.DEFAULT_OPSET,
+                             step=0, checkpoint_sha256="0" * 64, class_names=list(classes))
     eo.save_atomic(eo.to_onnx(g, output=output, meta=meta), path)
     return path
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from serve.providers import has_nvidia_device
+from gan.session import has_nvidia_device
 from tests.helpers import invoke, one_line_user_error
 
 ROOT = Path(__file__).resolve().parents[2]
