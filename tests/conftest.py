@@ -63,7 +63,7 @@ def quick_classifier(classifier_home: Path, monkeypatch: pytest.MonkeyPatch) -> 
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     """image size -> the run directory of a finished short training run at that size."""
     from tests.helpers import EXPORT_RUN, FASHION_MNIST_TRAIN, SIZES, image_folder
-    from train.loop import run
+    from train.run import run
 
     root = tmp_path_factory.mktemp("runs")
     data: dict[str, Any] = {}
@@ -78,7 +78,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
 def conditional_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished short conditional run at 32 px (10 Fashion-MNIST classes, or 2 folders)."""
     from tests.helpers import EXPORT_RUN, FASHION_MNIST_TRAIN, image_folder
-    from train.loop import run
+    from train.run import run
 
     root = tmp_path_factory.mktemp("cond")
     data: dict[str, Any] = {}

@@ -24,8 +24,8 @@ from serve.config import ServeConfig
 from serve.model import ServedModel
 from serve.server import GeneratorServer
 from train import data
-from train.loop import run
 from train.model import Generator, init_weights
+from train.run import run
 
 # --- the CLI ------------------------------------------------------------------------------------
 

@@ -207,7 +207,7 @@ def test_a_briefly_trained_generator_lands_between_real_and_untrained(
     """Real training moves FID the right way: 300 steps of a small DCGAN on the train split
     score clearly better than its initial weights and far worse than real images."""
     from train import checkpoint
-    from train.loop import run
+    from train.run import run
 
     out = run({"ngf": 16, "ndf": 16, "batch_size": 64, "max_steps": 300, "log_every": 100,
                "checkpoint_every": 10**6, "device": "cpu", "precision": "fp32"},
