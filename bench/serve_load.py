@@ -66,7 +66,7 @@ async def _closed_loop(address: str, concurrency: int, n: int, fmt: str, warmup_
     from serve._proto.gan.v1 import generator_pb2 as pb
     from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
     from serve.config import message_options
-    from serve.formats import TO_PB
+    from serve.images import TO_PB
 
     latencies: list[float] = []
     images = errors = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from gan.choices import check_choices
 from gan.errors import UserError
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "folder")
@@ -127,12 +128,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError with one clear line for the first value that cannot work."""
-        choices = {"dataset": DATASETS, "loss": LOSSES, "precision": PRECISIONS,
-                   "device": DEVICES, "d_norm": D_NORMS, "split": SPLITS}
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ConfigError(f"unknown {name} {value!r}: use one of {', '.join(allowed)}")
+        check_choices(self, {"dataset": DATASETS, "loss": LOSSES, "precision": PRECISIONS,
+                             "device": DEVICES, "d_norm": D_NORMS, "split": SPLITS}, ConfigError)
         if self.image_size not in IMAGE_SIZES:
             raise ConfigError(f"image size {self.image_size} is not supported: use one of "
                               f"{', '.join(map(str, IMAGE_SIZES))} (a power of two)")
