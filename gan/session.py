@@ -60,8 +60,8 @@ class SessionOptions:
     warm_every_batch: bool = False
     """CUDA only: warm up with every batch size 1..max_batch, not just the profile's. The CUDA
     provider runs cuDNN's exhaustive algorithm search on the first run of each new input shape;
-    a server whose batches vary in size would otherwise pay it on live requests (measured on an
-    H100: p50 83 ms at concurrency 8 with 1-image requests). The server turns it on."""
+    a server whose batches vary in size would otherwise pay it on live requests (see
+    docs/benchmarks.md). The server turns it on."""
 
 
 @dataclass

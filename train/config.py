@@ -90,9 +90,8 @@ class TrainConfig:
     channels_last: bool = True
     """Use the channels_last memory format (faster convolutions on CPU and tensor cores)."""
     compile: bool = False
-    """torch.compile G and D (inductor). Measured on a 2-core CPU: +6% images/s at 64 px after a
-    minute of compilation, but -15% at 32 px; on an H100 eager was faster (these small models are
-    launch-bound). Off by default; try it for long runs on your hardware."""
+    """torch.compile G and D (inductor). Off by default: for these small models it does not pay
+    everywhere (see docs/benchmarks.md); try it for long runs on your hardware."""
     device: str = "auto"
     """Training device: auto (cuda if available), cpu or cuda."""
     seed: int = 0

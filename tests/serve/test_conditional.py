@@ -32,7 +32,7 @@ def _floats(raw: np.ndarray) -> list[np.ndarray]:
 def _same(got: list[np.ndarray], want: list[np.ndarray]) -> None:
     assert len(got) == len(want)
     for a, b in zip(got, want, strict=True):
-        np.testing.assert_array_equal(a, b)  # bit-exact on CPU (README: Determinism)
+        np.testing.assert_array_equal(a, b)  # bit-exact on CPU (docs/serving.md: Determinism)
 
 
 @pytest.mark.parametrize("values, n, message", [
