@@ -5,6 +5,7 @@ Only typer and the config are imported here; torch and onnxruntime load when the
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,10 +19,7 @@ from quality.config import FEATURES, EvalConfig
 Provider = choices("Provider", PROVIDERS)
 Features = choices("Features", FEATURES)
 _E = EvalConfig(source="")  # the defaults, so flags and config never disagree
-
-
-def _e(name: str) -> str:
-    return help_for(EvalConfig, name)
+_e = functools.partial(help_for, EvalConfig)  # a field's docstring as its --help text
 
 
 def evaluate(
