@@ -112,7 +112,7 @@ def train(
         if name in given:
             given[name] = widths(given[name])
 
-    from train.loop import run  # torch loads here, not at `gan --help`
+    from train.run import run  # torch loads here, not at `gan --help`
 
     run(overrides=given, out=str(out), resume=resume)
 

@@ -9,14 +9,13 @@ import pytest
 import torch
 from torch import nn
 
+from tests.helpers import train_tiny
 from train import checkpoint
 from train.config import LOSSES, ConfigError, TrainConfig
-from train.loop import run
 from train.mlp import MLPDiscriminator, MLPGenerator
 from train.model import init_weights
 from train.nets import build_discriminator, build_generator
-
-from .conftest import train_tiny
+from train.run import run
 
 # A tiny mlp run at Fashion-MNIST's native 28 px (TINY's image_size 32 would pad it).
 MLP: dict[str, object] = {"arch": "mlp", "image_size": 0, "mlp_hidden_g": (32,),
