@@ -25,6 +25,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: flags on the left, help wrapped beside or below them, readable at 80
+    # columns (rich's option table cut flag names and squeezed help into ~18 columns there)
+    rich_markup_mode=None,
 )
 
 
