@@ -122,7 +122,8 @@ def run(config: EvalConfig) -> tuple[dict[str, Any], Path]:
              config.features)
     report = evaluate(source.sample, nz=source.nz, dataset=cfg.dataset, data_dir=data_dir,
                       image_size=cfg.image_size, channels=cfg.channels, n=config.num_images,
-                      features=features, class_names=source.class_names, seed=config.seed)
+                      features=features, class_names=source.class_names, seed=config.seed,
+                      floor=True)
     report = {"source": source.about, **report}
     out = Path(config.out) if config.out else default_out(config.source)
     text = json.dumps(report, indent=2) + "\n"

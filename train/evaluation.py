@@ -45,10 +45,11 @@ def torch_sampler(g: torch.nn.Module, device: torch.device) -> Sampler:
 
 def evaluate(sampler: Sampler, *, dataset: str, data_dir: str | None, image_size: int,
              channels: int, nz: int, n: int, features: FeatureExtractor, class_names: list[str],
-             seed: int = 0, batch_size: int = 250) -> dict[str, Any]:
+             seed: int = 0, batch_size: int = 250, floor: bool = False) -> dict[str, Any]:
     """Score n samples (seeded z ~ N(0, I); labels arange(n) % classes when class_names is not
     empty) against n real test images (all of them if there are fewer) in `features`' space.
-    Returns a JSON-serialisable dict naming the extractor, the sample counts and the scores."""
+    Returns a JSON-serialisable dict naming the extractor, the sample counts and the scores;
+    with `floor`, also what real train images score there (train.floor, cached)."""
     if n < MIN_SAMPLES:
         raise EvaluationError(f"n must be at least {MIN_SAMPLES} to estimate the scores, got {n}")
     started = time.perf_counter()
@@ -73,6 +74,10 @@ def evaluate(sampler: Sampler, *, dataset: str, data_dir: str | None, image_size
     }
     if classifier is not None:
         result["classifier"] = _class_report(classifier, predicted, labels, class_names)
+    if floor:
+        from train.floor import real_floor
+
+        result["floor"] = real_floor(features, real_feats, data_dir=data_dir, seed=seed)
     result["seconds"] = round(time.perf_counter() - started, 1)
     log.info("evaluated %d samples in %s features in %.0f s: FID %.3f", n, features.name,
              result["seconds"], result["fid"])

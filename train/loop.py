@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from train.ema import GeneratorEMA
 from train.losses import make_loss
 from train.metrics import Reporter
 from train.model import Discriminator, Generator, init_weights
+from train.summary import TrainSummary
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +42,10 @@ RESUMABLE = {"epochs", "max_steps", "max_seconds", "log_every", "checkpoint_ever
 # (not eval_images: FID depends on the sample count, and best_fid must stay comparable)
 
 
-def run(overrides: dict[str, Any], out: str, resume: bool = False) -> Path:
+def run(overrides: dict[str, Any], out: str, resume: bool = False,
+        report: Callable[[TrainSummary], None] | None = None) -> Path:
     """Train in run directory `out` with TrainConfig defaults overridden by `overrides`; returns
-    the run directory."""
+    the run directory. `report` gets the closing summary (on rank 0 only)."""
     cfg, ckpt = resolve_config(overrides, Path(out), resume)
     device = distrib.resolve_device(cfg.device)
     d = distrib.init(device)
@@ -56,6 +59,8 @@ def run(overrides: dict[str, Any], out: str, resume: bool = False) -> Path:
             trainer.fit()
         finally:
             trainer.close()
+        if report is not None and trainer.summary is not None:
+            report(trainer.summary)
     finally:
         d.close()
     return Path(cfg.out)
@@ -87,6 +92,10 @@ def resolve_config(overrides: dict[str, Any], out: Path, resume: bool
                           f"{', '.join(sorted(RESUMABLE))}")
     keep = {k: v for k, v in overrides.items() if k in RESUMABLE}
     return replace(saved, **keep), ckpt
+
+
+# The --precision word of each autocast dtype, for the log (not "torch.bfloat16").
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -172,6 +181,8 @@ class Trainer:
         self.reporter: Reporter | None = None
         self._acc = torch.zeros(4, device=device)  # sums of loss_d, loss_g, D(x), D(G(z))
         self._acc_steps = 0
+        self._last_sample: Path | None = None
+        self.summary: TrainSummary | None = None  # rank 0, once fit() returns
 
     @staticmethod
     def _labels(cfg: TrainConfig, images: data.ImageData) -> torch.Tensor | None:
@@ -217,14 +228,16 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             text = json.dumps(cfg.to_dict(), indent=2) + "\n"
             atomic_write(self.out / "config.json", lambda f: f.write(text.encode()))
-            self.reporter = Reporter(self.out, self.total_steps, self.step)
+            self.reporter = Reporter(self.out, self.total_steps, self.step,
+                                     budget_s=cfg.max_seconds)
         log.info("training %s %dpx on %s (%s), %d steps of %d images x %d process(es), "
                  "precision %s", cfg.dataset, cfg.image_size, self.device, cfg.loss,
                  self.total_steps, cfg.batch_size, self.dist.world,
-                 self.amp_dtype or torch.float32)
+                 PRECISION_NAMES[self.amp_dtype])
         self._prepare_eval()
         self._tick = (time.perf_counter(), self.step)
         self._began = time.perf_counter()
+        first_step, stop = self.step, False
         if self.step >= self.total_steps:
             log.info("nothing to do: the run is at step %d of %d (raise --epochs or --max-steps "
                      "to extend it)", self.step, self.total_steps)
@@ -249,6 +262,16 @@ class Trainer:
                 log.info("stopped at step %d: the --max-seconds budget of %gs is spent",
                          self.step, cfg.max_seconds)
                 break
+        if self.dist.is_main:
+            self.summary = self._summary(self.step - first_step, out_of_time=stop)
+
+    def _summary(self, steps_run: int, out_of_time: bool) -> TrainSummary:
+        per_step = self.cfg.batch_size * self.cfg.d_steps * self.dist.world
+        return TrainSummary(
+            out=self.out, step=self.step, total_steps=self.total_steps, steps_run=steps_run,
+            images=steps_run * per_step, seconds=time.perf_counter() - self._began,
+            out_of_time=out_of_time, sample=self._last_sample,
+            best_fid=self.best_fid if self.best_fid != float("inf") else None)
 
     def _out_of_time(self) -> bool:
         """Whether --max-seconds is spent (on any rank: all ranks stop at the same step)."""
@@ -348,6 +371,7 @@ class Trainer:
         grid = make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
         path = self.out / "samples" / f"step-{self.step}.png"
         atomic_write(path, lambda f: save_image(grid, f, format="png"))
+        self._last_sample = path
         assert self.reporter is not None
         self.reporter.image(self.step, grid)
 
