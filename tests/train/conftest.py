@@ -14,8 +14,8 @@ TINY: dict[str, Any] = {"split": "test", "ngf": 8, "ndf": 8, "batch_size": 16, "
                         "compile": False}
 
 
-def train_tiny(out: Path, **overrides: Any) -> Path:
-    return run({**TINY, **overrides}, out=str(out))
+def train_tiny(out: Path, resume: bool = False, report: Any = None, **overrides: Any) -> Path:
+    return run({**TINY, **overrides}, out=str(out), resume=resume, report=report)
 
 
 def train_on_flat_folder(tmp_path: Path, **overrides: Any) -> Path:
