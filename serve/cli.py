@@ -12,10 +12,11 @@ from typing import Annotated
 import typer
 
 from gan.fielddoc import choices, help_for
-from serve.config import PROVIDERS, GenerateConfig, ServeConfig
+from serve.config import PROVIDERS, RESAMPLES, GenerateConfig, ServeConfig
 
 _S = ServeConfig()
 Provider = choices("Provider", PROVIDERS)
+Resample = choices("Resample", RESAMPLES)
 
 
 def _h(name: str) -> str:
@@ -81,6 +82,8 @@ def generate(
     out: Annotated[str | None, typer.Option(help=_g("out"))] = None,
     out_dir: Annotated[str | None, typer.Option(help=_g("out_dir"))] = None,
     nrow: Annotated[int, typer.Option(help=_g("nrow"))] = 0,
+    scale: Annotated[int, typer.Option(help=_g("scale"))] = 0,
+    resample: Annotated[Resample, typer.Option(help=_g("resample"))] = "nearest",  # type: ignore[valid-type, assignment]
     timeout_s: Annotated[float, typer.Option(help=_g("timeout_s"))] = 60.0,
     providers: Annotated[Provider, typer.Option(help=_g("providers"))] = "cpu",  # type: ignore[valid-type, assignment]
 ) -> None:
@@ -90,6 +93,7 @@ def generate(
     """
     values = {k: v for k, v in locals().items()}
     values["providers"] = getattr(providers, "value", providers)
+    values["resample"] = getattr(resample, "value", resample)
     config = GenerateConfig(**values)
 
     from serve.generation import run  # grpc / onnxruntime load here

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from gan.errors import UserError
 
 PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
+RESAMPLES = ("nearest", "lanczos")  # gan.pictures.RESAMPLE's filters (no PIL import here)
 
 
 def message_options(max_bytes: int) -> list[tuple[str, int]]:
@@ -130,6 +131,11 @@ class GenerateConfig:
     nrow: int = 0
     """Images per grid row; 0: a square-ish grid (ceil(sqrt(n)) per row), or one row with
     --interpolate."""
+    scale: int = 0
+    """Upscale the --out grid, strip or GIF frames by this whole factor; 0: the smallest that
+    makes them at least 512 px wide. --out-dir files keep the model's size."""
+    resample: str = "nearest"
+    """Upscaling filter: nearest (crisp pixel blocks, exact values) or lanczos (smooth)."""
     timeout_s: float = 60.0
     """Deadline of the server call, in seconds."""
     providers: str = "cpu"
@@ -156,6 +162,9 @@ class GenerateConfig:
                                    f"{', '.join(PROVIDERS)}")
         if self.nrow < 0 or self.timeout_s <= 0:
             raise ServeConfigError("nrow must not be negative and timeout_s must be positive")
+        if self.scale < 0 or self.resample not in RESAMPLES:
+            raise ServeConfigError(f"--scale must not be negative (0: automatic), got "
+                                   f"{self.scale}; --resample is one of {', '.join(RESAMPLES)}")
 
     def _check_interpolation(self) -> None:
         if self.steps < 2:

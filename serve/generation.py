@@ -19,6 +19,7 @@ import numpy as np
 
 from gan.atomic import atomic_write
 from gan.errors import UserError
+from gan.pictures import auto_scale, grid, upscale
 from serve import images, labels, latent
 from serve.config import GenerateConfig
 
@@ -110,15 +111,19 @@ class Local:
 
 
 def write(pictures: list[np.ndarray], config: GenerateConfig) -> list[Path]:
-    """Write the grid or GIF (--out) and/or one PNG per image (--out-dir); return the paths."""
+    """Write the grid or GIF (--out, upscaled by --scale) and/or one PNG per image at its own
+    size (--out-dir); return the paths."""
     written = []
     if config.out:
         path = Path(config.out)
         if path.suffix.lower() == ".gif":
-            data = images.gif(pictures)
+            k = auto_scale(pictures[0].shape[1], config.scale)
+            data = images.gif([upscale(p, k, config.resample) for p in pictures])
         else:  # an interpolation reads left to right: one row unless --nrow says otherwise
             nrow = config.nrow or (len(pictures) if config.interpolate else 0)
-            data = images.png(images.grid(pictures, nrow=nrow))
+            picture = grid(pictures, nrow=nrow)
+            k = auto_scale(picture.shape[1], config.scale)
+            data = images.png(upscale(picture, k, config.resample))
         atomic_write(path, functools.partial(_write_bytes, data))
         written.append(path)
     if config.out_dir:

@@ -71,6 +71,7 @@ def train(
     keep_checkpoints: Annotated[int, typer.Option(
         help=_h("keep_checkpoints"))] = _D.keep_checkpoints,
     num_samples: Annotated[int, typer.Option(help=_h("num_samples"))] = _D.num_samples,
+    sample_scale: Annotated[int, typer.Option(help=_h("sample_scale"))] = _D.sample_scale,
     conditional: Annotated[bool, typer.Option(help=_h("conditional"))] = _D.conditional,
     label_dim: Annotated[int, typer.Option(help=_h("label_dim"))] = _D.label_dim,
     ema_decay: Annotated[float, typer.Option(help=_h("ema_decay"))] = _D.ema_decay,

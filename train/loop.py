@@ -13,17 +13,18 @@ import functools
 import json
 import logging
 import time
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
-from torchvision.utils import make_grid, save_image
 
+from gan import pictures
 from gan.atomic import atomic_write
 from train import checkpoint, data
 from train import distributed as distrib
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # Flags that may change when a run is resumed; everything else is the run's identity.
 RESUMABLE = {"epochs", "max_steps", "max_seconds", "log_every", "checkpoint_every",
-             "keep_checkpoints", "device", "data_dir", "out", "eval_every"}
+             "keep_checkpoints", "device", "data_dir", "out", "eval_every", "sample_scale"}
 # (not eval_images: FID depends on the sample count, and best_fid must stay comparable)
 
 
@@ -368,12 +369,16 @@ class Trainer:
         self.g.train()
         nrow = (len(self.class_names) if self.fixed_labels is not None
                 else max(1, int(self.cfg.num_samples ** 0.5)))
-        grid = make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
+        # (N, C, S, S) in [-1, 1] -> (N, S, S, C) uint8 as served: round half to even
+        pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+        grid = pictures.grid(list(pixels.numpy()), nrow=nrow)  # gan generate's style
+        grid = pictures.upscale(grid, pictures.auto_scale(grid.shape[1], self.cfg.sample_scale))
         path = self.out / "samples" / f"step-{self.step}.png"
-        atomic_write(path, lambda f: save_image(grid, f, format="png"))
+        atomic_write(path, lambda f: Image.fromarray(grid.squeeze(2) if grid.shape[2] == 1
+                                                     else grid).save(f, format="png"))
         self._last_sample = path
         assert self.reporter is not None
-        self.reporter.image(self.step, grid)
+        self.reporter.image(self.step, torch.from_numpy(grid).permute(2, 0, 1))
 
     def _evaluate(self, epoch: int) -> None:
         """FID/KID/precision/recall of the sampling generator on --eval-images images (rank 0),

@@ -98,8 +98,8 @@ class Reporter:
         log.info("step %d: %s", step, "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
 
     def image(self, step: int, grid: torch.Tensor) -> None:
-        """grid: (3, H, W) float in [0, 1]."""
-        self.writer.add_image("samples", grid, step)
+        """grid: (C, H, W) uint8, C = 1 or 3."""
+        self.writer.add_image("samples", grid, step, dataformats="CHW")
 
     def close(self) -> None:
         if self.progress is not None:

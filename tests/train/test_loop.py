@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -23,7 +24,12 @@ def test_run_writes_everything(tiny_run: Path) -> None:
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["channels"] == 1 and config["dataset"] == "fashion-mnist"  # resolved
     grid = Image.open(tiny_run / "samples" / "step-4.png")
-    assert grid.size == (4 * 34 + 2, 4 * 34 + 2)  # 16 samples, 4 x 4, 2 px padding
+    # 16 samples, 4 x 4, 2 px white padding, grayscale like gan generate's grids, upscaled 4x
+    # (nearest) to be at least 512 px wide
+    assert grid.mode == "L" and grid.size == (4 * (4 * 34 + 2), 4 * (4 * 34 + 2))
+    pixels = np.asarray(grid)[::4, ::4]
+    assert pixels[0].min() == 255 and pixels[:, 0].min() == 255
+    np.testing.assert_array_equal(np.asarray(grid), pixels.repeat(4, 0).repeat(4, 1))
     lines = [json.loads(x) for x in (tiny_run / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [2, 4]
     assert {"loss/d", "loss/g", "d/real", "d/fake", "speed/images_per_s"} <= set(lines[0])
@@ -88,6 +94,11 @@ def test_d_steps_consume_a_batch_each(tmp_path: Path) -> None:
     assert line["step"] == 1  # one generator step ...
     optimizer_d = checkpoint.load(out)["optimizer_d"]["state"]
     assert int(next(iter(optimizer_d.values()))["step"]) == 3  # ... after three D steps
+
+
+def test_sample_scale_sets_the_grid_size(tmp_path: Path) -> None:
+    out = train_tiny(tmp_path / "run", max_steps=1, log_every=1, num_samples=4, sample_scale=1)
+    assert Image.open(out / "samples" / "step-1.png").size == (2 * 34 + 2, 2 * 34 + 2)
 
 
 def test_an_epoch_ends_with_a_sample(tmp_path: Path) -> None:
