@@ -40,6 +40,8 @@ def serve(
     max_queue_size: Annotated[int, typer.Option(help=_h("max_queue_size"))] = _S.max_queue_size,
     max_images_per_request: Annotated[int, typer.Option(help=_h("max_images_per_request"))] = (
         _S.max_images_per_request),
+    max_images_per_stream: Annotated[int, typer.Option(help=_h("max_images_per_stream"))] = (
+        _S.max_images_per_stream),
     max_message_mb: Annotated[int, typer.Option(help=_h("max_message_mb"))] = _S.max_message_mb,
     intra_op_threads: Annotated[int, typer.Option(help=_h("intra_op_threads"))] = (
         _S.intra_op_threads),

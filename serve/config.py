@@ -53,7 +53,12 @@ class ServeConfig:
     """Most images waiting in the queue; a request that does not fit fails at once with
     RESOURCE_EXHAUSTED, so the server never grows without bound."""
     max_images_per_request: int = 256
-    """Largest num_images one request may ask for (at most --max-queue-size)."""
+    """Largest num_images one Generate request may ask for (at most --max-queue-size); also the
+    size of the parts a stream is made in."""
+    max_images_per_stream: int = 100_000
+    """Largest num_images one GenerateStream may ask for. A stream is made and sent in parts of
+    --max-images-per-request images (each queued while the one before runs), so its memory does
+    not grow with its size."""
     max_message_mb: int = 64
     """Largest gRPC message sent or received, in MiB (Generate responses over it are refused
     with a hint to use GenerateStream)."""
@@ -81,7 +86,7 @@ class ServeConfig:
             raise ServeConfigError(f"unknown provider {self.providers!r}: use one of "
                                    f"{', '.join(PROVIDERS)}")
         positive = ("max_batch_size", "max_queue_size", "max_images_per_request",
-                    "max_message_mb", "rpc_threads")
+                    "max_images_per_stream", "max_message_mb", "rpc_threads")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ServeConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

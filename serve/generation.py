@@ -45,6 +45,8 @@ class Remote:
             self.client.close()
             raise
         self.nz, self.class_names = info.nz, list(info.class_names)
+        # the most one stream may ask for (servers from before max_images_per_stream: 0)
+        self.max_images = info.max_images_per_stream or info.max_images_per_request
 
     def images(self, n: int, *, seed: int | None = None, z: np.ndarray | None = None,
                label: Sequence[int] = ()) -> list[np.ndarray]:
@@ -140,6 +142,12 @@ def run(config: GenerateConfig) -> tuple[str, list[Path]]:
     source = Remote(config.server, config.timeout_s) if config.server else Local(
         str(config.model), config.providers)  # GenerateConfig checks exactly one is set
     try:
+        limit = getattr(source, "max_images", 0)
+        if limit and config.count > limit:
+            flag = "--steps" if config.interpolate else "-n"
+            raise UserError(f"{flag} {config.count}: the server at {config.server} makes at most "
+                            f"{limit} images per request (its --max-images-per-stream); ask for "
+                            "fewer, or run the model here with --model FILE.onnx")
         label, named = _label(config, source.class_names)
         if config.interpolate:
             a, b = config.interpolate

@@ -309,3 +309,23 @@ def test_generate_scale_and_resample(gan_cli, g32: Path, tmp_path: Path) -> None
     code, _, err = gan_cli("generate", "--model", str(g32), "-n", "4", "--scale", "-1",
                            "--out", str(tmp_path / "bad.png"))
     assert code == 1 and "--scale must not be negative" in err
+
+
+def test_generate_through_a_server_streams_past_the_unary_limit(gan_cli, g32: Path,
+                                                                tmp_path: Path) -> None:
+    with running(g32, max_images_per_request=64, max_images_per_stream=300) as s:
+        code, out, err = gan_cli("generate", "--server", s.address, "-n", "300", "--seed", "1",
+                                 "--scale", "1", "--out", str(tmp_path / "many.png"))
+        assert code == 0, err
+        assert "for 300 images" in out
+        local = tmp_path / "local.png"
+        code, _, err = gan_cli("generate", "--model", str(g32), "-n", "300", "--seed", "1",
+                               "--scale", "1", "--out", str(local))
+        assert code == 0, err
+        assert (tmp_path / "many.png").read_bytes() == local.read_bytes()
+        for args, flag in ((["-n", "301"], "-n 301"),
+                           (["--interpolate", "1", "2", "--steps", "301"], "--steps 301")):
+            code, _, err = gan_cli("generate", "--server", s.address, *args,
+                                   "--out", str(tmp_path / "x.png"))
+            assert code == 1 and err.startswith(f"error: {flag}: the server at "), err
+            assert "at most 300 images" in err and "--model" in err

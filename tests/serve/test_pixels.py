@@ -105,6 +105,14 @@ def test_upscaling_makes_pictures_big_enough_to_see() -> None:
         pictures.upscale(im, 2, "bicubic")
 
 
+@pytest.mark.parametrize("part", [1, 7, 50, 64])
+def test_a_seed_drawn_in_parts_gives_the_same_rows(part: int) -> None:
+    whole = latent.from_seed(5, 50, 100)
+    parts = list(latent.from_seed_in_parts(5, 50, 100, part))
+    assert [len(p) for p in parts] == [min(part, 50 - i) for i in range(0, 50, part)]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
 def test_slerp_ends_are_exact_and_the_path_follows_the_formula() -> None:
     a, b = latent.from_seed(1, 1, 100)[0], latent.from_seed(2, 1, 100)[0]
     z = latent.slerp(a, b, np.arange(5) / 4)
