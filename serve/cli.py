@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from gan.fielddoc import choices, help_for
-from serve.config import PROVIDERS, RESAMPLES, GenerateConfig, ServeConfig
+from serve.config import PROVIDERS, RESAMPLES, GenerateConfig, ServeConfig, ServeConfigError
 
 _S = ServeConfig()
 Provider = choices("Provider", PROVIDERS)
@@ -72,11 +72,12 @@ def serve(
 
 
 def generate(
+    ctx: typer.Context,
     num_images: Annotated[int | None, typer.Option("--num-images", "-n", help=_g("num_images"),
                                                    show_default=False)] = None,
     seed: Annotated[int | None, typer.Option(help=_g("seed"))] = None,
     label: Annotated[str | None, typer.Option(help=_g("label"))] = None,
-    interpolate: Annotated[tuple[int, int] | None, typer.Option(
+    interpolate: Annotated[tuple[str, str] | None, typer.Option(
         help=_g("interpolate"), metavar="SEED_A SEED_B", show_default=False)] = None,
     steps: Annotated[int, typer.Option(help=_g("steps"))] = 10,
     server: Annotated[str | None, typer.Option(help=_g("server"))] = None,
@@ -93,8 +94,11 @@ def generate(
 
     The same seed and --label give the same images either way. --interpolate: seed to seed.
     """
-    values = {k: v for k, v in locals().items()}
+    values = {k: v for k, v in locals().items() if k != "ctx"}
     values["providers"] = getattr(providers, "value", providers)
+    values["interpolate"] = None if interpolate is None else _two_seeds(interpolate)
+    if ctx.args:  # allowed through only so that `--interpolate 1 --out x` gets the line above
+        raise ServeConfigError(f"unexpected argument {ctx.args[0]!r}: see gan generate --help")
     values["resample"] = getattr(resample, "value", resample)
     config = GenerateConfig(**values)
 
@@ -106,6 +110,16 @@ def generate(
           f"({made}): {', '.join(map(str, written[:3]))}{' ...' if len(written) > 3 else ''}")
 
 
+def _two_seeds(words: tuple[str, str]) -> tuple[int, int]:
+    """--interpolate's two words as seeds, or one line saying what it takes (typer would say
+    "Input should be a valid integer" about the flag that followed a single seed)."""
+    try:
+        return int(words[0]), int(words[1])
+    except ValueError:
+        raise ServeConfigError(f"--interpolate takes two seeds, e.g. --interpolate 1 2 (got "
+                               f"{' '.join(words)})") from None
+
+
 def register(app: typer.Typer) -> None:
     app.command()(serve)
-    app.command()(generate)
+    app.command(context_settings={"allow_extra_args": True})(generate)

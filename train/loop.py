@@ -173,8 +173,12 @@ class Trainer:
             shuffle=True, seed=cfg.seed, drop_last=True)
         self.steps_per_epoch = len(self.sampler) // (cfg.batch_size * cfg.d_steps)
         if self.steps_per_epoch < 1:
+            fits = len(self.sampler) // cfg.d_steps  # the largest batch one step can fill
+            hint = (f"use --batch-size {fits} or less" if fits else
+                    "add images, or use fewer processes or D steps")
             raise ConfigError(f"{len(self.images)} images are too few for batch size "
-                              f"{cfg.batch_size} x {cfg.d_steps} D steps x {d.world} processes")
+                              f"{cfg.batch_size} x {cfg.d_steps} D steps x {d.world} processes: "
+                              f"{hint}")
         self.step = 0
         self.best_fid = float("inf")  # of the --eval-every evaluations so far
         self._features: Any = None  # with --eval-every: the classifier features (_prepare_eval)

@@ -233,6 +233,8 @@ def test_bad_label_is_one_line(gan_cli, g32: Path, g32_cond: Path,
     (["--interpolate", "1", "2", "-n", "4"], "-n does not go with --interpolate"),
     (["--interpolate", "1", "2", "--seed", "4"], "--seed does not go with --interpolate"),
     (["--interpolate", "1", "-2"], "seeds must be between 0 and 2^64 - 1"),
+    (["--interpolate", "1"], "--interpolate takes two seeds, e.g. --interpolate 1 2 (got 1 --out)"),
+    (["stray"], "unexpected argument 'stray'"),
 ])
 def test_bad_interpolation_flags_are_one_line(gan_cli, g32: Path, tmp_path: Path,
                                               args: list[str], message: str) -> None:

@@ -28,7 +28,7 @@ def train_on_flat_folder(tmp_path: Path, **overrides: Any) -> Path:
     for i in range(8):
         Image.fromarray(np.full((28, 28), i * 30, np.uint8)).save(flat / f"{i}.png")
     return train_tiny(tmp_path / "run", dataset="folder", data_dir=str(flat), split="train",
-                      batch_size=4, **overrides)
+                      **{"batch_size": 4, **overrides})
 
 
 @pytest.fixture(scope="session")

@@ -141,6 +141,12 @@ def test_eval_every_logs_scores_and_keeps_the_best_checkpoint(tmp_path: Path) ->
     assert best["step"] == min(evals, key=lambda r: r["eval/fid"])["step"]
 
 
+def test_a_batch_larger_than_the_data_suggests_a_batch_size(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="8 images are too few for batch size 128 .*: use "
+                                          "--batch-size 8 or less"):
+        train_on_flat_folder(tmp_path, max_steps=1, batch_size=128)
+
+
 def test_eval_every_on_data_without_classes_fails_before_training(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--eval-every .* no class sub-folders"):
         train_on_flat_folder(tmp_path, max_steps=2, eval_every=1)
