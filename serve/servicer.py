@@ -146,8 +146,12 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         and at most two parts' latents and outputs exist at a time. z is None for a seed, whose
         rows are drawn part by part (the same rows as one draw: latent.from_seed_in_parts)."""
         step = max(1, min(self.max_images, self.batcher.max_queue // 2))  # two parts fit
-        rows = (latent.from_seed_in_parts(seed, n, self.info.nz, step) if z is None
-                else (z[i:i + step] for i in range(0, n, step)))
+        rows: Iterator[np.ndarray]
+        if z is None:
+            assert seed is not None  # _validate gives a seeded stream no z
+            rows = latent.from_seed_in_parts(seed, n, self.info.nz, step)
+        else:
+            rows = (z[i:i + step] for i in range(0, n, step))
         pending: Job | None = None
         for start, part in zip(range(0, n, step), rows, strict=True):
             y = None if classes is None else classes[start:start + step]
