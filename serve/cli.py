@@ -11,8 +11,9 @@ from typing import Annotated
 
 import typer
 
+from gan.choices import PROVIDERS
 from gan.fielddoc import choices, help_for
-from serve.config import PROVIDERS, RESAMPLES, GenerateConfig, ServeConfig, ServeConfigError
+from serve.config import RESAMPLES, GenerateConfig, ServeConfig, ServeConfigError
 
 _S = ServeConfig()
 Provider = choices("Provider", PROVIDERS)

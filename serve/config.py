@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gan.choices import PROVIDERS, check_choice
 from gan.errors import UserError
 
-PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
 RESAMPLES = ("nearest", "lanczos")  # gan.pictures.RESAMPLE's filters (no PIL import here)
 
 
@@ -82,9 +82,7 @@ class ServeConfig:
 
     def validate(self) -> None:
         """Raise ServeConfigError with one clear line for the first value that cannot work."""
-        if self.providers not in PROVIDERS:
-            raise ServeConfigError(f"unknown provider {self.providers!r}: use one of "
-                                   f"{', '.join(PROVIDERS)}")
+        check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         positive = ("max_batch_size", "max_queue_size", "max_images_per_request",
                     "max_images_per_stream", "max_message_mb", "rpc_threads")
         for name in positive:
@@ -162,14 +160,13 @@ class GenerateConfig:
         seeds = [self.seed] + list(self.interpolate or ())
         if any(s is not None and not 0 <= s < 2**64 for s in seeds):
             raise ServeConfigError("seeds must be between 0 and 2^64 - 1")
-        if self.providers not in PROVIDERS:
-            raise ServeConfigError(f"unknown provider {self.providers!r}: use one of "
-                                   f"{', '.join(PROVIDERS)}")
+        check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         if self.nrow < 0 or self.timeout_s <= 0:
             raise ServeConfigError("nrow must not be negative and timeout_s must be positive")
-        if self.scale < 0 or self.resample not in RESAMPLES:
+        if self.scale < 0:
             raise ServeConfigError(f"--scale must not be negative (0: automatic), got "
-                                   f"{self.scale}; --resample is one of {', '.join(RESAMPLES)}")
+                                   f"{self.scale}")
+        check_choice("resample filter", self.resample, RESAMPLES, ServeConfigError)
 
     def _check_interpolation(self) -> None:
         if self.steps < 2:

@@ -14,7 +14,7 @@ from serve import images, latent
 from serve._proto.gan.v1 import generator_pb2 as pb
 from serve.client import GeneratorClient, request
 from serve.server import GeneratorServer
-from tests.serve.support import reference, reference_latent, running
+from tests.helpers import reference, reference_latent, running
 
 NZ = 100
 

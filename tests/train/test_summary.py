@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import train_tiny
 from train.metrics import Reporter
 from train.summary import TrainSummary, duration
-
-from .conftest import train_tiny
 
 
 def test_a_budget_run_says_the_budget_stopped_it(tmp_path: Path) -> None:

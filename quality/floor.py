@@ -17,10 +17,11 @@ from typing import Any
 import torch
 
 from gan.atomic import atomic_write
-from train import classifier as clf
-from train import data, scores
+from quality import classifier as clf
+from quality import scores
+from quality.features import ClassifierFeatures, FeatureExtractor
+from train import data
 from train.config import TrainConfig
-from train.features import ClassifierFeatures, FeatureExtractor
 
 log = logging.getLogger(__name__)
 
