@@ -73,8 +73,8 @@ def serve(
     if ray or ray_config != _R:
         from serve.ray_launcher import run_on_ray  # Ray loads here
 
-        def on_ray(model_id: str, address: str, ray_address: str) -> None:
-            print(f"serving {model_id} on {address} (Ray at {ray_address})", flush=True)
+        def on_ray(model_id: str, address: str, where: str) -> None:
+            print(f"serving {model_id} on {address} ({where})", flush=True)
 
         return run_on_ray(config, ray_config, ray, on_started=on_ray)
 

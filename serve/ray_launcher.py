@@ -40,8 +40,9 @@ def free_port(host: str) -> int:
 
 def run_on_ray(config: ServeConfig, ray_config: RayConfig, requested: bool,
                on_started: Callable[[str, str, str], None]) -> None:
-    """Deploy, call `on_started(model_id, address, ray_address)` once the proxy answers, wait
-    for SIGTERM or SIGINT, tear down. `requested`: --ray was given (the Ray flags need it)."""
+    """Deploy, call `on_started(model_id, address, where)` once the proxy answers (`where`:
+    "Ray at GCS-ADDRESS, dashboard URL"), wait for SIGTERM or SIGINT, tear down.
+    `requested`: --ray was given (the Ray flags need it)."""
     if not requested:
         raise ServeConfigError("--replicas, --autoscale, --ray-address and --replica-cpus go "
                                "with --ray")
@@ -64,14 +65,15 @@ def run_on_ray(config: ServeConfig, ray_config: RayConfig, requested: bool,
             import ray.serve  # noqa: F401  (the serve extra of ray)
         except ImportError:
             raise UserError("--ray needs Ray Serve: pip install 'dcgan-forge[ray]'") from None
-        _init_ray(ray_config)
+        dashboard = _init_ray(ray_config)
         for s in previous:  # ray.init may install its own handlers
             signal.signal(s, handle)
         try:
             address = _deploy(config, ray_config)
             model_id = _wait_until_answering(address)
             if not stop.is_set():
-                on_started(model_id, address, ray.get_runtime_context().gcs_address)
+                where = f"Ray at {ray.get_runtime_context().gcs_address}, dashboard {dashboard}"
+                on_started(model_id, address, where)
             stop.wait()
         finally:
             _tear_down(started_ray)
@@ -80,18 +82,25 @@ def run_on_ray(config: ServeConfig, ray_config: RayConfig, requested: bool,
             signal.signal(s, h)
 
 
-def _init_ray(ray_config: RayConfig) -> None:
+def _init_ray(ray_config: RayConfig) -> str:
+    """Join or start Ray; -> its dashboard's URL (`serve status -a URL` reads it)."""
     import ray
 
     if ray_config.ray_address is not None:
         log.info("joining the Ray cluster at %s", ray_config.ray_address)
-        ray.init(address=ray_config.ray_address, namespace="serve", log_to_driver=False)
-        return
-    low, high = ray_config.bounds()
-    cpus = max(default_threads(), math.ceil(high * ray_config.replica_cpus))  # logical CPUs
-    ray.init(address="local", num_cpus=cpus, object_store_memory=OBJECT_STORE_BYTES,
-             include_dashboard=False, namespace="serve", log_to_driver=False)
-    log.info("started a local Ray (%d CPUs) at %s", cpus, ray.get_runtime_context().gcs_address)
+        context = ray.init(address=ray_config.ray_address, namespace="serve",
+                           log_to_driver=False)
+    else:
+        low, high = ray_config.bounds()
+        cpus = max(default_threads(), math.ceil(high * ray_config.replica_cpus))  # logical
+        context = ray.init(address="local", num_cpus=cpus, namespace="serve",
+                           object_store_memory=OBJECT_STORE_BYTES, log_to_driver=False,
+                           include_dashboard=True, dashboard_host="127.0.0.1",
+                           dashboard_port=free_port("127.0.0.1"))
+        log.info("started a local Ray (%d CPUs) at %s", cpus,
+                 ray.get_runtime_context().gcs_address)
+    url = context.dashboard_url or ""
+    return url if not url or "://" in url else f"http://{url}"
 
 
 def _deploy(config: ServeConfig, ray_config: RayConfig) -> str:

@@ -10,6 +10,7 @@ deploy a second, deliberately tight application.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 # A new local Ray uses token authentication (its token in ~/.ray/auth_token); a driver joining
@@ -56,10 +58,11 @@ class RayServeProcess:
             [sys.executable, "-m", "gan", "serve", str(model), "--ray", "--port", "0",
              "--providers", "cpu", *flags],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-        line = self.proc.stdout.readline()  # "serving sha256:... on HOST:PORT (Ray at ADDR)"
-        assert line.startswith("serving "), line + log.read_text()[-3000:]
-        words = line.split()
-        self.address, self.ray_address = words[3], words[-1].rstrip(")")
+        line = self.proc.stdout.readline()
+        found = re.fullmatch(r"serving sha256:\w+ on (\S+) \(Ray at (\S+), dashboard (\S+)\)\n",
+                             line)
+        assert found, line + log.read_text()[-3000:]
+        self.address, self.ray_address, self.dashboard = found.groups()
 
     def tagged(self) -> list[int]:
         """Processes still alive that carry this run's tag (Ray's GCS, raylet, workers)."""
@@ -171,6 +174,12 @@ def test_two_replicas_answer_threads_with_the_local_images(cluster: RayServeProc
     replicas = {replica for replica, _pid in by.values()}
     assert len(replicas) == 2, f"answered by {replicas}: both replicas should share the load"
     assert {f"SERVE_REPLICA::{APP_NAME}#Generator#{r}" for r in replicas} == _replica_actors()
+    status = subprocess.run([str(Path(sys.executable).parent / "serve"), "status", "-a",
+                             cluster.dashboard], capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr[-2000:]
+    shown = yaml.safe_load(status.stdout)["applications"][APP_NAME]
+    assert shown["status"] == "RUNNING"
+    assert shown["deployments"]["Generator"]["replica_states"] == {"RUNNING": 2}
 
 
 def test_gan_generate_through_ray_writes_the_same_files_as_locally(
