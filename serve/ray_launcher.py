@@ -133,6 +133,7 @@ def _wait_until_answering(address: str) -> str:
     import grpc
 
     from serve.client import GeneratorClient
+    from serve.ray_app import ADD_SERVICER
 
     deadline = time.monotonic() + READY_TIMEOUT_S
     with GeneratorClient(address, timeout_s=10) as client:
@@ -141,8 +142,10 @@ def _wait_until_answering(address: str) -> str:
                 return client.model_info().model_id
             except grpc.RpcError as e:
                 if time.monotonic() > deadline:
-                    raise UserError(f"Ray Serve's gRPC proxy on {address} never answered: "
-                                    f"{e.code().name}: {e.details()}") from None
+                    raise UserError(
+                        f"Ray Serve's gRPC proxy on {address} never answered ({e.code().name}: "
+                        f"{e.details()}): if Serve was already running on that cluster, start "
+                        f"it with --grpc-servicer-functions {ADD_SERVICER}") from None
             time.sleep(0.2)
 
 
