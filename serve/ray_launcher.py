@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable
 
 from gan.errors import UserError
+from gan.model import read_info
 from serve.config import ServeConfig, ServeConfigError
-from serve.model import default_threads, read_info
+from serve.model import default_threads
 from serve.ray_config import APP_NAME, RayConfig
 
 log = logging.getLogger(__name__)

@@ -32,10 +32,13 @@ def _by_kind(folder: str) -> dict[str, dict[str, Any]]:
     return {d["kind"]: d for p in sorted((DEPLOY / folder).glob("*.yaml")) for d in _docs(p)}
 
 
+def _serve_command() -> Any:
+    return typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+
+
 def _serve_flags(args: list[str]) -> dict[str, Any]:
     """`gan serve ARGS` parsed by the real command (unknown flags and bad values raise)."""
-    command = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
-    return command.make_context("serve", list(args)).params
+    return _serve_command().make_context("serve", list(args)).params
 
 
 def _validate(resource: dict[str, Any]) -> None:
@@ -85,6 +88,13 @@ def test_deployment_agrees_with_gan_serve_and_its_service() -> None:
     assert hpa["spec"]["scaleTargetRef"]["name"] == k8s["Deployment"]["metadata"]["name"]
 
 
+def _serve_has(flag: str) -> bool:
+    return any(flag in p.opts for p in _serve_command().params)
+
+
+@pytest.mark.xfail(not _serve_has("--http-port"), strict=True,
+                   reason="the runtime uses --http-port/--model-name of the Open Inference "
+                          "Protocol work (issue 10), not merged into this branch yet")
 def test_kserve_runtime_and_inference_service() -> None:
     kserve = _by_kind("kserve")
     runtime, isvc = kserve["ServingRuntime"], kserve["InferenceService"]
