@@ -28,7 +28,13 @@ log = logging.getLogger(__name__)
 # A local Ray for one command: small, since replicas keep their images out of the object store
 # (answers of a few MB at most) and the machine may be shared.
 OBJECT_STORE_BYTES = 200 * 2**20
-READY_TIMEOUT_S = 120.0  # the proxy answering GetModelInfo, after every replica reported ready
+READY_TIMEOUT_S = 120.0
+# Settings of the plain server's own listeners, which replicas do not have: refused with --ray.
+_PLAIN_SERVER_ONLY = {
+    "metrics_port": "Ray Serve exports its own metrics (ray_serve_*)",
+    "http_port": "the replicas answer gan.v1 through Ray Serve's gRPC proxy only",
+    "tls_cert": "Ray Serve's gRPC proxy listens without TLS: put TLS in front of it",
+}  # the proxy answering GetModelInfo, after every replica reported ready
 
 
 def free_port(host: str) -> int:
@@ -47,9 +53,9 @@ def run_on_ray(config: ServeConfig, ray_config: RayConfig, requested: bool,
     if not requested:
         raise ServeConfigError("--replicas, --autoscale, --ray-address and --replica-cpus go "
                                "with --ray")
-    if config.metrics_port is not None:
-        raise ServeConfigError("--metrics-port does not go with --ray: Ray Serve exports its "
-                               "own metrics (ray_serve_*)")
+    for name, why in _PLAIN_SERVER_ONLY.items():  # getattr: fields other work may add
+        if getattr(config, name, None) is not None:
+            raise ServeConfigError(f"--{name.replace('_', '-')} does not go with --ray: {why}")
     stop = threading.Event()
 
     def handle(signum: int, _frame: object) -> None:
