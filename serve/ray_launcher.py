@@ -8,6 +8,7 @@ Ray Serve's HTTP proxy, which this application does not use, gets a free port on
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -56,6 +57,16 @@ def run_on_ray(config: ServeConfig, ray_config: RayConfig, requested: bool,
     for name, why in _PLAIN_SERVER_ONLY.items():  # getattr: fields other work may add
         if getattr(config, name, None) is not None:
             raise ServeConfigError(f"--{name.replace('_', '-')} does not go with --ray: {why}")
+    started_ray = ray_config.ray_address is None
+    if started_ray or os.path.isfile(config.model):  # on a remote cluster it may live elsewhere
+        read_info(config.model)  # a bad file fails here with the plain server's one-line error
+        # replicas are other processes, maybe in another folder
+        config = dataclasses.replace(config, model=os.path.abspath(config.model))
+    try:
+        import ray
+        import ray.serve  # noqa: F401  (the serve extra of ray)
+    except ImportError:
+        raise UserError("--ray needs Ray Serve: pip install 'dcgan-forge[ray]'") from None
     stop = threading.Event()
 
     def handle(signum: int, _frame: object) -> None:
@@ -63,15 +74,7 @@ def run_on_ray(config: ServeConfig, ray_config: RayConfig, requested: bool,
         stop.set()
 
     previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
-    started_ray = ray_config.ray_address is None
-    if started_ray or os.path.isfile(config.model):  # on a remote cluster it may live elsewhere
-        read_info(config.model)  # a bad file fails here with the plain server's one-line error
     try:
-        try:
-            import ray
-            import ray.serve  # noqa: F401  (the serve extra of ray)
-        except ImportError:
-            raise UserError("--ray needs Ray Serve: pip install 'dcgan-forge[ray]'") from None
         dashboard = _init_ray(ray_config)
         for s in previous:  # ray.init may install its own handlers
             signal.signal(s, handle)
