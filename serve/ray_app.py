@@ -11,8 +11,8 @@ its process).
     serve run deploy/ray/serve.yaml                         # the `serve deploy` / KubeRay config
     gan serve g.onnx --ray --replicas 2                     # serve/ray_launcher.py
 
-Ray Serve's proxy does not pass the client's deadline on; a request whose client gives up (or
-whose deadline passes) is cancelled by the proxy, which drops its queued images like `gan serve`.
+Ray Serve's proxy does not pass the client's deadline on to the replica; a call that Ray cancels
+(its client went away) drops its queued images, as in `gan serve`.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class _Context:
         self._callbacks: list[Callable[[], object]] | None = []  # None once the call ended
 
     def time_remaining(self) -> float | None:
-        return None  # the proxy keeps the client's deadline and cancels the call when it passes
+        return None  # the proxy does not pass the client's deadline on
 
     def add_callback(self, callback: Callable[[], object]) -> bool:
         with self._lock:
