@@ -21,7 +21,6 @@ Needs dcgan-forge[ray]; torch and export only to make the default model (skipped
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -35,29 +34,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.serve_load import _env, _ratio, default_models, load  # noqa: E402
+from bench.serve_load import _ratio, default_models, emit, load, start_server  # noqa: E402
 
 CONCURRENCY = 32
 SIZES = (1, 16)
-
-
-def start(model: Path, providers: str, max_batch: int, *flags: str
-          ) -> tuple[subprocess.Popen, str]:
-    """`gan serve MODEL ...FLAGS` -> (process, address) once it prints its `serving` line."""
-    log = tempfile.TemporaryFile("w+")  # read back only if it fails to start
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gan", "serve", str(model), "--port", "0", "--providers",
-         providers, "--max-batch-size", str(max_batch), "--max-queue-size", "8192",
-         "--max-images-per-request", "64", "--grace-s", "5", *flags],
-        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=log, text=True)
-    line = proc.stdout.readline()
-    if not line.startswith("serving "):
-        proc.kill()
-        proc.wait()
-        log.seek(0)
-        raise SystemExit(f"gan serve {' '.join(flags)} did not start: "
-                         f"{line or log.read().strip().splitlines()[-1:]!r}")
-    return proc, line.split()[3]
 
 
 def rounds(servers: dict[str, str], points: list[dict[str, Any]], count: int,
@@ -119,7 +99,8 @@ def main() -> None:
         try:  # all three up at once (idle ones cost little), then measured in turns
             addresses = {}
             for name, flags in servers.items():
-                proc, addresses[name] = start(model, args.providers, args.max_batch, *flags)
+                proc, addresses[name] = start_server(model, args.providers, args.max_batch,
+                                                     *flags)
                 procs.append(proc)
             measured = rounds(addresses, points, args.rounds, args.warmup_s, args.duration_s)
         finally:
@@ -138,12 +119,7 @@ def main() -> None:
                      "max_batch": args.max_batch, "providers": args.providers,
                      "servers": servers},
         "runs": runs, "ratios": ratios(runs)}
-    text = json.dumps(report, indent=2)
-    if args.out:
-        from gan.atomic import atomic_write
-
-        atomic_write(args.out, lambda f: f.write(text.encode()))
-    print(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":
