@@ -38,10 +38,11 @@ class EvaluationError(UserError):
 
 def evaluate(sampler: Sampler, *, dataset: str, data_dir: str | None, image_size: int,
              channels: int, nz: int, n: int, features: FeatureExtractor, class_names: list[str],
-             seed: int = 0, batch_size: int = 250) -> dict[str, Any]:
+             seed: int = 0, batch_size: int = 250, floor: bool = False) -> dict[str, Any]:
     """Score n samples (seeded z ~ N(0, I); labels arange(n) % classes when class_names is not
     empty) against n real test images (all of them if there are fewer) in `features`' space.
-    Returns a JSON-serialisable dict naming the extractor, the sample counts and the scores."""
+    Returns a JSON-serialisable dict naming the extractor, the sample counts and the scores;
+    with `floor`, also what real train images score there (quality.floor, cached)."""
     # below MIN_EVAL_IMAGES even the k-NN radii of precision/recall are noise
     if n < MIN_EVAL_IMAGES:
         raise EvaluationError(f"n must be at least {MIN_EVAL_IMAGES} to estimate the scores, "
@@ -68,6 +69,10 @@ def evaluate(sampler: Sampler, *, dataset: str, data_dir: str | None, image_size
     }
     if classifier is not None:
         result["classifier"] = _class_report(classifier, predicted, labels, class_names)
+    if floor:
+        from quality.floor import real_floor
+
+        result["floor"] = real_floor(features, real_feats, data_dir=data_dir, seed=seed)
     result["seconds"] = round(time.perf_counter() - started, 1)
     log.info("evaluated %d samples in %s features in %.0f s: FID %.3f", n, features.name,
              result["seconds"], result["fid"])
@@ -178,7 +183,8 @@ def run(config: EvalConfig) -> tuple[dict[str, Any], Path]:
              config.features)
     report = evaluate(source.sample, nz=source.nz, dataset=cfg.dataset, data_dir=data_dir,
                       image_size=cfg.image_size, channels=cfg.channels, n=config.num_images,
-                      features=features, class_names=source.class_names, seed=config.seed)
+                      features=features, class_names=source.class_names, seed=config.seed,
+                      floor=True)
     report = {"source": source.about, **report}
     out = Path(config.out) if config.out else default_out(config.source)
     text = json.dumps(report, indent=2) + "\n"

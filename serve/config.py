@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from gan.choices import PROVIDERS, check_choice
 from gan.errors import UserError
 
+RESAMPLES = ("nearest", "lanczos")  # gan.pictures.RESAMPLE's filters (no PIL import here)
+
 
 def message_options(max_bytes: int) -> list[tuple[str, int]]:
     """gRPC channel/server options setting both message size limits (server and client)."""
@@ -51,7 +53,12 @@ class ServeConfig:
     """Most images waiting in the queue; a request that does not fit fails at once with
     RESOURCE_EXHAUSTED, so the server never grows without bound."""
     max_images_per_request: int = 256
-    """Largest num_images one request may ask for (at most --max-queue-size)."""
+    """Largest num_images one Generate request may ask for (at most --max-queue-size); also the
+    size of the parts a stream is made in."""
+    max_images_per_stream: int = 100_000
+    """Largest num_images one GenerateStream may ask for. A stream is made and sent in parts of
+    --max-images-per-request images (each queued while the one before runs), so its memory does
+    not grow with its size."""
     max_message_mb: int = 64
     """Largest gRPC message sent or received, in MiB (Generate responses over it are refused
     with a hint to use GenerateStream)."""
@@ -77,7 +84,7 @@ class ServeConfig:
         """Raise ServeConfigError with one clear line for the first value that cannot work."""
         check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         positive = ("max_batch_size", "max_queue_size", "max_images_per_request",
-                    "max_message_mb", "rpc_threads")
+                    "max_images_per_stream", "max_message_mb", "rpc_threads")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ServeConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -127,6 +134,11 @@ class GenerateConfig:
     nrow: int = 0
     """Images per grid row; 0: a square-ish grid (ceil(sqrt(n)) per row), or one row with
     --interpolate."""
+    scale: int = 0
+    """Upscale the --out grid, strip or GIF frames by this whole factor; 0: the smallest that
+    makes them at least 512 px wide. --out-dir files keep the model's size."""
+    resample: str = "nearest"
+    """Upscaling filter: nearest (crisp pixel blocks, exact values) or lanczos (smooth)."""
     timeout_s: float = 60.0
     """Deadline of the server call, in seconds."""
     providers: str = "cpu"
@@ -151,6 +163,10 @@ class GenerateConfig:
         check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         if self.nrow < 0 or self.timeout_s <= 0:
             raise ServeConfigError("nrow must not be negative and timeout_s must be positive")
+        if self.scale < 0:
+            raise ServeConfigError(f"--scale must not be negative (0: automatic), got "
+                                   f"{self.scale}")
+        check_choice("resample filter", self.resample, RESAMPLES, ServeConfigError)
 
     def _check_interpolation(self) -> None:
         if self.steps < 2:

@@ -102,8 +102,20 @@ def resolve(path: str | os.PathLike[str]) -> Path:
     if p.is_dir():
         p = p / "checkpoints" / "last.pt"
     if not p.is_file():
-        raise CheckpointError(f"no checkpoint at {p}: train first, or give a .pt file or run dir")
+        raise CheckpointError(f"no checkpoint at {p}: {_missing_hint(p)}")
     return p
+
+
+def _missing_hint(p: Path) -> str:
+    """What to do about a missing checkpoint file, by the name it was asked for."""
+    if p.name == "best.pt":
+        return ("best.pt exists only in runs trained with --eval-every N (it keeps the lowest "
+                f"FID); export {p.parent / 'last.pt'} or the run directory instead")
+    if p.name == "last.pt" and p.parent.is_dir():
+        found = sorted(x.name for x in p.parent.glob("*.pt"))
+        if found:
+            return f"give one of the checkpoints there ({', '.join(found)})"
+    return "train first (gan train --out RUN), or give a .pt file or a run directory"
 
 
 def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:

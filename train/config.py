@@ -123,6 +123,9 @@ class TrainConfig:
     num_samples: int = 64
     """Size of the fixed noise batch drawn into samples/step-<N>.png to watch progress
     (conditional runs round it up to whole rows of one image per class)."""
+    sample_scale: int = 0
+    """Upscale the sample grids by this whole factor (nearest neighbour, so pixels stay exact);
+    0: the smallest that makes a grid at least 512 px wide."""
     conditional: bool = False
     """Train a class-conditional GAN: G joins a label embedding to z, D is a projection
     discriminator. Needs labelled data (the built-in datasets, or a folder of class folders)."""
@@ -170,8 +173,9 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_steps < 0 or self.channels < 0 or self.max_seconds < 0:
-            raise ConfigError("max_steps, max_seconds and channels must not be negative")
+        if min(self.max_steps, self.channels, self.max_seconds, self.sample_scale) < 0:
+            raise ConfigError("max_steps, max_seconds, channels and sample_scale must not be "
+                              "negative")
         if not (self.lr_g > 0 and self.lr_d > 0):
             raise ConfigError(f"learning rates must be positive, got lr_g={self.lr_g}, "
                               f"lr_d={self.lr_d}")

@@ -88,11 +88,21 @@ def test_resume_without_or_with_foreign_checkpoint(gan_cli, tmp_path: Path) -> N
 @pytest.mark.fashion_mnist
 def test_train_command_end_to_end(gan_cli, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    code, _, err = gan_cli("train", "--split", "test", "--ngf", "8", "--ndf", "8",
-                           "--batch-size", "16", "--max-steps", "2", "--out", str(out))
+    code, stdout, err = gan_cli("train", "--split", "test", "--ngf", "8", "--ndf", "8",
+                                "--batch-size", "16", "--max-steps", "2", "--precision", "fp32",
+                                "--out", str(out))
     assert code == 0, err
     assert (out / "checkpoints" / "last.pt").is_file()
     assert (out / "samples" / "step-2.png").is_file()
-    code, _, err = gan_cli("train", "--resume", "--max-steps", "3", "--out", str(out))
+    assert "precision fp32" in err  # the flag's word, not torch.float32
+    # the closing summary: how much, how fast, where everything is, what to run next
+    lines = stdout.splitlines()
+    assert lines[0].startswith("trained 2 steps (32 images) in ") and "images/s" in lines[0]
+    for where in (out / "checkpoints" / "last.pt", out / "samples" / "step-2.png",
+                  out / "metrics.jsonl", f"tensorboard --logdir {out / 'tb'}"):
+        assert str(where) in stdout
+    assert lines[-1] == f"next: gan export {out} --out {out / 'g.onnx'}"
+    code, stdout, err = gan_cli("train", "--resume", "--max-steps", "3", "--out", str(out))
     assert code == 0, err
+    assert stdout.startswith("trained 1 steps (16 images)")  # this process's share
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
