@@ -146,6 +146,12 @@ def test_unknown_models_and_versions_are_404(cond: GeneratorServer) -> None:
         assert _http(cond, path)[0] == 200, path
 
 
+def test_the_repository_index_names_the_model(cond: GeneratorServer) -> None:
+    status, _, body = _http(cond, "/v2/repository/index", b"{}")
+    assert status == 200
+    assert json.loads(body) == [{"name": "g32_cond", "version": "1", "state": "READY"}]
+
+
 def test_the_page_is_served_at_the_root_when_installed(cond: GeneratorServer) -> None:
     status, headers, body = _http(cond, "/")
     page = importlib.resources.files("serve").joinpath("static/index.html")
