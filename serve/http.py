@@ -73,6 +73,9 @@ def app(model: V2Model, batcher: Batcher, metrics: Metrics, ready: Callable[[], 
             except Abort as e:
                 code = e.code
                 return JSONResponse({"error": str(e)}, status_code=_STATUS.get(e.code, 500))
+            except Exception:  # a bug: Starlette answers 500; count it as the failure it is
+                code = grpc.StatusCode.INTERNAL
+                raise
             finally:
                 metrics.requests.labels(f"http:{method}", code.name).inc()
                 metrics.latency.labels(f"http:{method}").observe(time.perf_counter() - began)

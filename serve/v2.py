@@ -109,6 +109,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except Abort as e:
             code = e.code
             context.abort(e.code, str(e))
+        except Exception:  # a bug: gRPC answers UNKNOWN; count it as the failure it is
+            code = grpc.StatusCode.INTERNAL
+            raise
         finally:
             self.metrics.requests.labels(method, code.name).inc()
             self.metrics.latency.labels(method).observe(time.perf_counter() - began)
