@@ -10,9 +10,10 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePath
 
+from gan.choices import PROVIDERS, check_choice
 from gan.errors import UserError
 
-PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
+RESAMPLES = ("nearest", "lanczos")  # gan.pictures.RESAMPLE's filters (no PIL import here)
 
 
 def message_options(max_bytes: int) -> list[tuple[str, int]]:
@@ -54,7 +55,12 @@ class ServeConfig:
     """Most images waiting in the queue; a request that does not fit fails at once with
     RESOURCE_EXHAUSTED, so the server never grows without bound."""
     max_images_per_request: int = 256
-    """Largest num_images one request may ask for (at most --max-queue-size)."""
+    """Largest num_images one Generate request may ask for (at most --max-queue-size); also the
+    size of the parts a stream is made in."""
+    max_images_per_stream: int = 100_000
+    """Largest num_images one GenerateStream may ask for. A stream is made and sent in parts of
+    --max-images-per-request images (each queued while the one before runs), so its memory does
+    not grow with its size."""
     max_message_mb: int = 64
     """Largest gRPC message sent or received, in MiB (Generate responses over it are refused
     with a hint to use GenerateStream)."""
@@ -84,11 +90,9 @@ class ServeConfig:
 
     def validate(self) -> None:
         """Raise ServeConfigError with one clear line for the first value that cannot work."""
-        if self.providers not in PROVIDERS:
-            raise ServeConfigError(f"unknown provider {self.providers!r}: use one of "
-                                   f"{', '.join(PROVIDERS)}")
+        check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         positive = ("max_batch_size", "max_queue_size", "max_images_per_request",
-                    "max_message_mb", "rpc_threads")
+                    "max_images_per_stream", "max_message_mb", "rpc_threads")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ServeConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -146,6 +150,11 @@ class GenerateConfig:
     nrow: int = 0
     """Images per grid row; 0: a square-ish grid (ceil(sqrt(n)) per row), or one row with
     --interpolate."""
+    scale: int = 0
+    """Upscale the --out grid, strip or GIF frames by this whole factor; 0: the smallest that
+    makes them at least 512 px wide. --out-dir files keep the model's size."""
+    resample: str = "nearest"
+    """Upscaling filter: nearest (crisp pixel blocks, exact values) or lanczos (smooth)."""
     timeout_s: float = 60.0
     """Deadline of the server call, in seconds."""
     providers: str = "cpu"
@@ -167,11 +176,13 @@ class GenerateConfig:
         seeds = [self.seed] + list(self.interpolate or ())
         if any(s is not None and not 0 <= s < 2**64 for s in seeds):
             raise ServeConfigError("seeds must be between 0 and 2^64 - 1")
-        if self.providers not in PROVIDERS:
-            raise ServeConfigError(f"unknown provider {self.providers!r}: use one of "
-                                   f"{', '.join(PROVIDERS)}")
+        check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         if self.nrow < 0 or self.timeout_s <= 0:
             raise ServeConfigError("nrow must not be negative and timeout_s must be positive")
+        if self.scale < 0:
+            raise ServeConfigError(f"--scale must not be negative (0: automatic), got "
+                                   f"{self.scale}")
+        check_choice("resample filter", self.resample, RESAMPLES, ServeConfigError)
 
     def _check_interpolation(self) -> None:
         if self.steps < 2:

@@ -14,7 +14,7 @@ from serve import images, labels, latent
 from serve._proto.gan.v1 import generator_pb2 as pb
 from serve.client import GeneratorClient
 from serve.server import GeneratorServer
-from tests.serve.support import FASHION_MNIST, NZ, reference, reference_latent, running
+from tests.helpers import FASHION_MNIST_CLASSES, NZ, reference, reference_latent, running
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def _floats(raw: np.ndarray) -> list[np.ndarray]:
 def _same(got: list[np.ndarray], want: list[np.ndarray]) -> None:
     assert len(got) == len(want)
     for a, b in zip(got, want, strict=True):
-        np.testing.assert_array_equal(a, b)  # bit-exact on CPU (README: Determinism)
+        np.testing.assert_array_equal(a, b)  # bit-exact on CPU (docs/serving.md: Determinism)
 
 
 @pytest.mark.parametrize("values, n, message", [
@@ -149,7 +149,7 @@ def test_concurrent_requests_with_different_labels_each_get_their_own(
 def test_model_info_lists_the_class_names(cond: GeneratorServer) -> None:
     with GeneratorClient(cond.address) as client:
         info = client.model_info()
-    assert list(info.class_names) == list(FASHION_MNIST)
+    assert list(info.class_names) == list(FASHION_MNIST_CLASSES)
     assert info.metadata["conditional"] == "true"
 
 
@@ -196,7 +196,7 @@ def test_label_rule() -> None:
 
 
 def test_label_names_and_indices() -> None:
-    names = list(FASHION_MNIST)
+    names = list(FASHION_MNIST_CLASSES)
     assert labels.parse("Sneaker", names) == 7
     assert labels.parse("sNEAKER", names) == 7
     assert labels.parse("ankle boot", names) == 9
@@ -240,3 +240,19 @@ def test_bad_labels_do_not_disturb_good_requests_in_the_same_batch(
         assert [results[i] for i in range(len(goods))] == solo
         assert s.metrics.value("gan_serve_requests_total", method="Generate",
                                code="INTERNAL") == 0
+
+
+def test_a_long_stream_keeps_each_images_label(cond: GeneratorServer,
+                                               models: dict[str, Path]) -> None:
+    """150 images in parts of 64: image i still gets class i % 10 (no labels sent) or its own."""
+    from serve.generation import Local
+
+    local = Local(str(models["g32_cond"]), "cpu")
+    with GeneratorClient(cond.address) as client:
+        cycled = [im for p in client.generate_stream(150, seed=5, format="raw_uint8")
+                  for im in p.images]
+        one = [im for p in client.generate_stream(150, seed=5, labels=7, format="raw_uint8")
+               for im in p.images]
+    assert [a.tobytes() for a in cycled] == [b.tobytes() for b in local.images(150, seed=5)]
+    assert [a.tobytes() for a in one] == [b.tobytes() for b in local.images(150, seed=5,
+                                                                              label=[7])]
