@@ -88,13 +88,6 @@ def test_deployment_agrees_with_gan_serve_and_its_service() -> None:
     assert hpa["spec"]["scaleTargetRef"]["name"] == k8s["Deployment"]["metadata"]["name"]
 
 
-def _serve_has(flag: str) -> bool:
-    return any(flag in p.opts for p in _serve_command().params)
-
-
-@pytest.mark.xfail(not _serve_has("--http-port"), strict=True,
-                   reason="the runtime uses --http-port/--model-name of the Open Inference "
-                          "Protocol work (issue 10), not merged into this branch yet")
 def test_kserve_runtime_and_inference_service() -> None:
     kserve = _by_kind("kserve")
     runtime, isvc = kserve["ServingRuntime"], kserve["InferenceService"]
