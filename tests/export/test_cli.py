@@ -104,3 +104,19 @@ def test_gan_main_prints_one_line_and_exits_1(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"error: no checkpoint at {tmp_path / 'nope'}: train first, or give a .pt file or run dir"]
+
+
+def test_a_plain_pickle_as_checkpoint_is_one_line(tmp_path):
+    """torch's pickle-protocol warning must not precede the error (one line in all)."""
+    import pickle
+
+    plain = tmp_path / "plain.pt"
+    plain.write_bytes(pickle.dumps({"weights": [1, 2, 3]}, protocol=4))
+    proc = subprocess.run([sys.executable, "-m", "gan", "export", str(plain), "--out",
+                           str(tmp_path / "g.onnx")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"error: cannot read checkpoint {plain}: not a PyTorch checkpoint, or a corrupt one "
+        "(UnpicklingError)"]
