@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 
 import pytest
 
@@ -63,6 +64,24 @@ def test_bad_sources_are_one_line_errors(tmp_path):
     junk.write_bytes(b"not a model")
     assert "not a loadable ONNX model" in one_line_user_error(invoke("eval", str(junk)))
     assert "at least 10" in one_line_user_error(invoke("eval", str(junk), "-n", "5"))
+
+
+def test_out_never_overwrites_a_model_or_the_run(runs, exported, tmp_path):
+    """--out is refused, before any scoring, when it names the source, a model or checkpoint,
+    or a run's own files; what it names is left as it was."""
+    run = tmp_path / "run"
+    shutil.copytree(runs[32], run)
+    model = tmp_path / "g.onnx"
+    shutil.copy(exported(32).model, model)
+    last = run / "checkpoints" / "last.pt"
+    for source, out in ((run, last), (last, last), (model, model), (run, run / "config.json"),
+                        (run, tmp_path / "other.onnx"), (run, run / "metrics.jsonl"),
+                        (model, tmp_path / "g.parity.json"), (run, run)):
+        before = out.read_bytes() if out.is_file() else None
+        message = one_line_user_error(invoke("eval", str(source), "-n", "10", "--out", str(out)))
+        assert message.startswith("--out "), message
+        assert (out.read_bytes() if out.is_file() else None) == before
+    assert not (tmp_path / "other.onnx").exists()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch_fidelity") is not None,
