@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 from torchvision.utils import make_grid, save_image
 
-from gan.atomic import atomic_write
+from gan.atomic import atomic_write, remove_stale_temporaries
 from train import checkpoint, data
 from train import distributed as distrib
 from train.config import ConfigError, TrainConfig
@@ -215,6 +215,7 @@ class Trainer:
         cfg = self.cfg
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temporaries()
             text = json.dumps(cfg.to_dict(), indent=2) + "\n"
             atomic_write(self.out / "config.json", lambda f: f.write(text.encode()))
             self.reporter = Reporter(self.out, self.total_steps, self.step)
@@ -249,6 +250,15 @@ class Trainer:
                 log.info("stopped at step %d: the --max-seconds budget of %gs is spent",
                          self.step, cfg.max_seconds)
                 break
+
+    def _remove_stale_temporaries(self) -> None:
+        """Half-written files of a process killed mid-write (a checkpoint's are ~40 MB): this
+        run owns its folder now, so any left there are stale."""
+        removed = [p for folder in (self.out, self.out / "checkpoints", self.out / "samples")
+                   for p in remove_stale_temporaries(folder)]
+        if removed:
+            log.info("removed %d temporary file(s) left by an interrupted write, e.g. %s",
+                     len(removed), removed[0])
 
     def _out_of_time(self) -> bool:
         """Whether --max-seconds is spent (on any rank: all ranks stop at the same step)."""
