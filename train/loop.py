@@ -28,6 +28,7 @@ from train import checkpoint, data
 from train import distributed as distrib
 from train.config import ConfigError, TrainConfig
 from train.ema import GeneratorEMA
+from train.interrupt import StopSignal
 from train.losses import make_loss
 from train.metrics import Reporter
 from train.model import Discriminator, Generator, init_weights
@@ -212,6 +213,11 @@ class Trainer:
     # The loop ---------------------------------------------------------------------------------
 
     def fit(self) -> None:
+        """Train to the end; on SIGINT/SIGTERM stop after the step, save, raise Interrupted."""
+        with StopSignal() as self.stop_signal:
+            self._fit()
+
+    def _fit(self) -> None:
         cfg = self.cfg
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -231,7 +237,7 @@ class Trainer:
                      "to extend it)", self.step, self.total_steps)
         while self.step < self.total_steps:
             epoch, offset = divmod(self.step, self.steps_per_epoch)
-            stop = False
+            stop = interrupted = False
             for group in self._epoch_batches(epoch)[offset:]:
                 self._train_step(group)
                 self.step += 1
@@ -242,10 +248,13 @@ class Trainer:
                     self._evaluate(epoch)  # first: a checkpoint of this step has its best_fid
                 if self.step % cfg.checkpoint_every == 0:
                     self._save(periodic=True)
-                if self.step == self.total_steps or stop:
+                interrupted = self.stop_signal.agreed(self.dist)
+                if self.step == self.total_steps or stop or interrupted:
                     break
             self._sample()  # at every epoch end, and at the end of a cut-short run
             self._save(periodic=False)
+            if interrupted:
+                raise self.stop_signal.stopped(self.step, self.total_steps, cfg.out, self.dist)
             if stop:
                 log.info("stopped at step %d: the --max-seconds budget of %gs is spent",
                          self.step, cfg.max_seconds)
