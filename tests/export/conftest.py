@@ -10,6 +10,7 @@ depends on the weights and the graph, not on what the images show.
 from __future__ import annotations
 
 from collections.abc import Callable
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,13 @@ from PIL import Image
 from export.artifact import ExportResult, export
 from export.config import ExportConfig
 
+# fp32 unless GAN_TEST_PRECISION says otherwise (tests/conftest.py); tests whose expectations
+# need fp32 pin it themselves.
+TEST_PRECISION = os.environ.get("GAN_TEST_PRECISION", "fp32")
+
 # Tiny but real: enough steps for BatchNorm statistics and weights to move away from their init.
 TINY: dict[str, Any] = {"split": "test", "ngf": 8, "ndf": 8, "batch_size": 8, "max_steps": 4,
-                        "log_every": 2, "num_samples": 4, "device": "cpu", "precision": "fp32",
+                        "log_every": 2, "num_samples": 4, "device": "cpu", "precision": TEST_PRECISION,
                         "compile": False}
 SIZES = (32, 64, 128)
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")

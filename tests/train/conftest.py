@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -7,10 +8,14 @@ import pytest
 
 from train.loop import run
 
+# fp32 unless GAN_TEST_PRECISION says otherwise (tests/conftest.py); tests whose expectations
+# need fp32 pin it themselves.
+TEST_PRECISION = os.environ.get("GAN_TEST_PRECISION", "fp32")
+
 # A tiny real run: the real Fashion-MNIST test split, 8-channel models, 32 px.
 TINY: dict[str, Any] = {"split": "test", "ngf": 8, "ndf": 8, "batch_size": 16, "image_size": 32,
                         "log_every": 2, "checkpoint_every": 2, "keep_checkpoints": 2,
-                        "num_samples": 16, "device": "cpu", "precision": "fp32",
+                        "num_samples": 16, "device": "cpu", "precision": TEST_PRECISION,
                         "compile": False}
 
 
