@@ -35,7 +35,10 @@ def test_onnx_model_scores_as_its_checkpoint(runs, exported, tmp_path):
     a, b = json.loads(onnx_out.read_text()), json.loads(ckpt_out.read_text())
     assert a["source"]["kind"] == "onnx" and a["source"]["provider"] == "cpu"
     assert a["fid"] == pytest.approx(b["fid"], rel=1e-3)
-    assert a["precision"] == b["precision"] and a["recall"] == b["recall"]
+    # k-NN counts: ONNX Runtime's and torch's kernels differ in the last bits (how, depends on
+    # the CPU), which may move one borderline image of the 200 across a k-NN radius
+    assert a["precision"] == pytest.approx(b["precision"], abs=2 / 200)
+    assert a["recall"] == pytest.approx(b["recall"], abs=2 / 200)
 
 
 def test_raw_and_ema_generators_score_differently(runs, tmp_path):
