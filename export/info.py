@@ -76,7 +76,8 @@ def parity_of(model: Path) -> dict[str, Any] | None:
 
 def contract_problem(path: Path) -> str | None:
     """Why `gan serve` would refuse the model at `path` (its one-line error), or None."""
-    from serve.model import ModelLoadError, read_info
+    from gan.contract import ModelLoadError
+    from gan.model import read_info
 
     try:
         read_info(path)

@@ -11,9 +11,9 @@ import torch
 
 from train import checkpoint
 from train.checkpoint import CheckpointError
-from train.loop import run
+from train.run import run
 
-from .conftest import train_tiny
+from tests.helpers import train_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 

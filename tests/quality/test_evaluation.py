@@ -15,12 +15,13 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.train.quality_support import Noise, RealImages, mixture, untrained_generator
-from train import classifier as clf
+from quality import classifier as clf
+from quality.evaluation import EvaluationError, evaluate
+from quality.features import ClassifierFeatures, FeaturesUnavailable, InceptionFeatures
+from quality.sources import Sampler
+from tests.helpers import Noise, RealImages, mixture, untrained_generator
 from train import data
 from train.config import TrainConfig
-from train.evaluation import EvaluationError, Sampler, evaluate
-from train.features import ClassifierFeatures, FeaturesUnavailable, InceptionFeatures
 
 QUICK = clf.ClassifierSettings(epochs=2, train_limit=10_000)
 NZ = 100
@@ -106,7 +107,12 @@ def test_real_images_score_near_zero_noise_far_and_mixtures_between(
     assert kid["quarter noise"] < kid["half noise"] < kid["noise"], kid
     assert abs(kid["real"]) < 0.25 * kid["quarter noise"], kid  # unbiased: about 0 for real
     assert runs["real"]["precision"] > 0.8 and runs["real"]["recall"] > 0.8
-    assert runs["untrained G"]["precision"] < 0.1 and runs["untrained G"]["recall"] < 0.1
+    # An untrained G emits nearly one image: its features collapse onto one point, whose own
+    # k-NN ball is tiny, so almost no real image lies in it (recall about 0). Its precision is
+    # not bounded: whether that one point falls inside some real image's ball depends on the
+    # classifier's weights, which depend on the CPU's kernels (0.0 on AVX2, 1.0 on AVX-512).
+    collapsed = runs["untrained G"]
+    assert collapsed["recall"] < 0.1 and 0.0 <= collapsed["precision"] <= 1.0, collapsed
     result = runs["real"]
     assert json.loads(json.dumps(result)) == result
     assert result["features"] == features.describe()
@@ -206,7 +212,7 @@ def test_a_briefly_trained_generator_lands_between_real_and_untrained(
     """Real training moves FID the right way: 300 steps of a small DCGAN on the train split
     score clearly better than its initial weights and far worse than real images."""
     from train import checkpoint
-    from train.loop import run
+    from train.run import run
 
     out = run({"ngf": 16, "ndf": 16, "batch_size": 64, "max_steps": 300, "log_every": 100,
                "checkpoint_every": 10**6, "device": "cpu", "precision": "fp32"},
