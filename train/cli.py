@@ -83,6 +83,7 @@ def train(
     """Train a DCGAN; writes checkpoints, sample grids, TensorBoard events and metrics to --out.
 
     Under `torchrun --nproc-per-node N` it trains data-parallel (DDP); only rank 0 writes.
+    Ctrl-C or SIGTERM stops after the current step, saves last.pt and prints the resume command.
     """
     values = {k: v for k, v in locals().items() if k not in ("ctx", "resume", "out")}
     given = {k: plain(v) for k, v in values.items() if was_given(ctx, k)}
