@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import train_tiny
 from train import checkpoint
 from train.checkpoint import CheckpointError
 from train.run import run
-
-from tests.helpers import train_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 
