@@ -4,13 +4,16 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
+# NVIDIA's tritonclient, for the Open Inference Protocol tests: it needs protobuf < 7 and our
+# stubs need protobuf 7, so it lives in a venv of its own that the tests run as a subprocess.
+TRITON_VENV ?= .venv-triton
 RUN    ?= runs/demo
 FMNIST  = /usr/share/datasets/fashion-mnist
 NODE_EXAMPLE = examples/node
 
-.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve bench-quality clean
+.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve bench-serve-ray bench-quality bench-arch clean
 
-setup: $(VENV)/.installed $(NODE_EXAMPLE)/node_modules/.package-lock.json
+setup: $(VENV)/.installed $(TRITON_VENV)/.installed $(NODE_EXAMPLE)/node_modules/.package-lock.json
 
 # Real Fashion-MNIST from Debian (offline), then the project and its dev tools in a virtualenv.
 $(VENV)/.installed: pyproject.toml
@@ -21,14 +24,21 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	@# setuptools prints an information-only notice about editable installs as a warning
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+$(TRITON_VENV)/.installed:
+	$(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install -q --upgrade pip
+	$(TRITON_VENV)/bin/pip install -q 'tritonclient[grpc,http]>=2.50' 'protobuf<7'
 	@touch $@
 
 # onnxruntime-node for the Node example and its test: the CPU binaries ship in the npm package;
-# ONNXRUNTIME_NODE_INSTALL=skip stops its post-install from fetching CUDA binaries.
+# its only install script fetches CUDA binaries, so it is not run (--ignore-scripts).
 $(NODE_EXAMPLE)/node_modules/.package-lock.json: $(NODE_EXAMPLE)/package-lock.json
 	@if command -v npm >/dev/null; then \
-	  cd $(NODE_EXAMPLE) && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund; \
+	  cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund --ignore-scripts; \
 	else echo "note: npm not found: the Node example test is skipped"; fi
 
 # The main job on the built-in default, end to end (see examples/demo.sh).
@@ -49,7 +59,7 @@ bench-engine: setup
 	$(BIN)/python bench/engine.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache $(NODE_EXAMPLE)/node_modules
+	rm -rf $(VENV) $(TRITON_VENV) runs .pytest_cache $(NODE_EXAMPLE)/node_modules
 
 stubs: setup
 	$(BIN)/python -m serve.codegen
@@ -57,5 +67,12 @@ stubs: setup
 bench-quality: setup
 	$(BIN)/python bench/quality.py
 
+bench-arch: setup  # the original fully connected GAN against DCGAN at equal time
+	$(BIN)/python bench/quality.py --arch mlp,dcgan --seconds 300 --images 0
+
 bench-serve: setup
 	$(BIN)/python bench/serve_load.py
+
+# Plain gan serve vs Ray Serve with 1 and 2 replicas (docs/deploy.md).
+bench-serve-ray: setup
+	$(BIN)/python bench/serve_ray.py

@@ -6,10 +6,14 @@ onnxruntime, no grpc): `gan --help` stays fast.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from gan.choices import PROVIDERS, check_choice
 from gan.errors import UserError
+
+RESAMPLES = ("nearest", "lanczos")  # gan.pictures.RESAMPLE's filters (no PIL import here)
 
 
 def message_options(max_bytes: int) -> list[tuple[str, int]]:
@@ -51,7 +55,12 @@ class ServeConfig:
     """Most images waiting in the queue; a request that does not fit fails at once with
     RESOURCE_EXHAUSTED, so the server never grows without bound."""
     max_images_per_request: int = 256
-    """Largest num_images one request may ask for (at most --max-queue-size)."""
+    """Largest num_images one Generate request may ask for (at most --max-queue-size); also the
+    size of the parts a stream is made in."""
+    max_images_per_stream: int = 100_000
+    """Largest num_images one GenerateStream may ask for. A stream is made and sent in parts of
+    --max-images-per-request images (each queued while the one before runs), so its memory does
+    not grow with its size."""
     max_message_mb: int = 64
     """Largest gRPC message sent or received, in MiB (Generate responses over it are refused
     with a hint to use GenerateStream)."""
@@ -69,6 +78,12 @@ class ServeConfig:
     seconds to finish before they are cancelled."""
     metrics_port: int | None = None
     """Serve Prometheus metrics on http://HOST:PORT/metrics (0 picks a free port); unset: off."""
+    http_port: int | None = None
+    """Also serve the Open Inference Protocol (v2) REST API and the model's page on
+    http://HOST:PORT/ (0 picks a free port, printed on start-up); unset: no HTTP."""
+    model_name: str = ""
+    """The model's name in the Open Inference Protocol (v2) APIs (default: the model file's
+    stem, e.g. g for g.onnx)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -77,7 +92,7 @@ class ServeConfig:
         """Raise ServeConfigError with one clear line for the first value that cannot work."""
         check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         positive = ("max_batch_size", "max_queue_size", "max_images_per_request",
-                    "max_message_mb", "rpc_threads")
+                    "max_images_per_stream", "max_message_mb", "rpc_threads")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ServeConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -85,9 +100,12 @@ class ServeConfig:
             raise ServeConfigError(
                 f"max_images_per_request ({self.max_images_per_request}) cannot exceed "
                 f"max_queue_size ({self.max_queue_size}): such a request could never be queued")
-        if not 0 <= self.port <= 65535 or not (self.metrics_port is None
-                                                or 0 <= self.metrics_port <= 65535):
+        if not all(p is None or 0 <= p <= 65535
+                   for p in (self.port, self.metrics_port, self.http_port)):
             raise ServeConfigError("ports must be between 0 and 65535")
+        if self.model_name and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.model_name):
+            raise ServeConfigError(f"model_name {self.model_name!r}: use letters, digits, "
+                                   "'_', '.' and '-' (it is part of URLs)")
         if min(self.max_queue_delay_ms, self.grace_s, self.intra_op_threads,
                self.encode_threads) < 0:
             raise ServeConfigError("max_queue_delay_ms, grace_s and thread counts must not be "
@@ -96,6 +114,11 @@ class ServeConfig:
     @property
     def max_message_bytes(self) -> int:
         return self.max_message_mb * 1024 * 1024
+
+    @property
+    def v2_name(self) -> str:
+        """The v2 model name: model_name, or the model file's stem."""
+        return self.model_name or PurePath(self.model).stem
 
 
 @dataclass(kw_only=True)
@@ -127,6 +150,11 @@ class GenerateConfig:
     nrow: int = 0
     """Images per grid row; 0: a square-ish grid (ceil(sqrt(n)) per row), or one row with
     --interpolate."""
+    scale: int = 0
+    """Upscale the --out grid, strip or GIF frames by this whole factor; 0: the smallest that
+    makes them at least 512 px wide. --out-dir files keep the model's size."""
+    resample: str = "nearest"
+    """Upscaling filter: nearest (crisp pixel blocks, exact values) or lanczos (smooth)."""
     timeout_s: float = 60.0
     """Deadline of the server call, in seconds."""
     providers: str = "cpu"
@@ -151,6 +179,10 @@ class GenerateConfig:
         check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         if self.nrow < 0 or self.timeout_s <= 0:
             raise ServeConfigError("nrow must not be negative and timeout_s must be positive")
+        if self.scale < 0:
+            raise ServeConfigError(f"--scale must not be negative (0: automatic), got "
+                                   f"{self.scale}")
+        check_choice("resample filter", self.resample, RESAMPLES, ServeConfigError)
 
     def _check_interpolation(self) -> None:
         if self.steps < 2:
