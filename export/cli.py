@@ -74,14 +74,20 @@ def info(
                                           show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Print what a model says about itself: metadata, inputs and outputs, size."""
+    """Print what a model says about itself: metadata, inputs and outputs, size.
+
+    Exits 1 when the file is not a generator `gan serve` would serve (a foreign ONNX model is
+    still shown, and the last line says why it is not one of ours)."""
     from export.info import describe
+    from gan.errors import UserError
 
     d = describe(model)
     if as_json:
         typer.echo(json.dumps(d, indent=2))
-        return
-    _print_tables(d)
+    else:
+        _print_tables(d)
+    if d["problem"]:
+        raise UserError(d["problem"])
 
 
 def _print_tables(d: dict[str, Any]) -> None:
@@ -97,7 +103,8 @@ def _print_tables(d: dict[str, Any]) -> None:
     head.add_row("sha256", d["sha256"])
     head.add_row("opsets", ", ".join(f"{k} {v}" for k, v in d["opsets"].items()))
     head.add_row("producer", d["producer"])
-    head.add_row("dcgan-forge model", "yes" if d["dcgan_forge"] else "no (metadata missing)")
+    head.add_row("operators", ", ".join(d["operators"]))
+    head.add_row("dcgan-forge model", "yes" if d["dcgan_forge"] else "no (see below)")
     p = d["parity"]
     head.add_row("parity", "not checked (no matching .parity.json)" if p is None else
                  f"{'PASS' if p['passed'] else 'FAIL'} on {p['provider']}: max |diff| "

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+# The temporaries atomic_write makes: "." + the target's name + "." + mkstemp's 8 random
+# characters (lower-case letters, digits, "_") + ".tmp", e.g. ".last.pt.k3x_9q0a.tmp".
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object],
@@ -32,3 +37,18 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporaries that atomic_write left in `folder` when its process was killed
+    mid-write (a SIGKILL runs no cleanup); returns what was removed.
+
+    Only files of exactly our naming go. Call it where no other process is writing into
+    `folder`: a live writer's temporary looks the same.
+    """
+    removed = []
+    for p in Path(folder).glob(".*.tmp"):
+        if _TEMPORARY.fullmatch(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

@@ -14,7 +14,7 @@ import sys
 import typer
 from rich.logging import RichHandler
 
-from gan.errors import UserError
+from gan.errors import Interrupted, UserError
 
 # Modules with a `register(app)` function adding their commands.
 COMMAND_MODULES = ("train.cli", "export.cli", "quality.cli", "serve.cli")
@@ -71,6 +71,10 @@ def main() -> None:
             raise
         print(f"error: {_one_line(e)}", file=sys.stderr)
         sys.exit(1)
+    except Interrupted as e:  # stopped by a signal after saving its work (train.interrupt)
+        if str(e):
+            print(e, file=sys.stderr)
+        sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

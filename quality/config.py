@@ -47,8 +47,9 @@ class EvalConfig:
     device: str = "auto"
     """Checkpoints: torch device for generation and features (auto, cpu, cuda)."""
     out: str | None = None
-    """Where to write the JSON report; unset: eval.json in a run directory, else beside the
-    checkpoint or model as <name>.eval.json."""
+    """Where to write the JSON report (a .json file; never the source, a model, a checkpoint or a
+    run's config); unset: eval.json in a run directory, else beside the checkpoint or model as
+    <name>.eval.json."""
 
     def __post_init__(self) -> None:
         if self.num_images < MIN_EVAL_IMAGES:

@@ -170,8 +170,29 @@ def default_out(source: str) -> Path:
     return p / "eval.json" if p.is_dir() else p.with_suffix(".eval.json")
 
 
+# JSON files that other commands own: a run's config, export's parity reports.
+_NOT_REPORTS = ("config.json", ".parity.json", ".parity-failed.json")
+
+
+def report_out(config: EvalConfig) -> Path:
+    """Where the report goes: --out, or the default beside the source. Anything that is not a
+    .json report of its own (a model, a checkpoint, the source, a run's files) is refused, before
+    any scoring, as `gan export` refuses an --out that is not .onnx."""
+    out = Path(config.out) if config.out else default_out(config.source)
+    source = Path(config.source)
+    if out.suffix != ".json":
+        raise UserError(f"--out {out} must end in .json (the report is JSON; it never replaces "
+                        "a model, a checkpoint or a run's files)")
+    if out.name.endswith(_NOT_REPORTS) or (source.exists() and out.exists()
+                                           and out.samefile(source)):
+        raise UserError(f"--out {out} is the source or a file another command owns: name "
+                        "another .json file")
+    return out
+
+
 def run(config: EvalConfig) -> tuple[dict[str, Any], Path]:
     """Score config.source; returns the report and where it was written."""
+    out = report_out(config)
     source = open_source(config)
     cfg = source.train_config
     data_dir = config.data_dir or cfg.data_dir
@@ -186,7 +207,6 @@ def run(config: EvalConfig) -> tuple[dict[str, Any], Path]:
                       features=features, class_names=source.class_names, seed=config.seed,
                       floor=True)
     report = {"source": source.about, **report}
-    out = Path(config.out) if config.out else default_out(config.source)
     text = json.dumps(report, indent=2) + "\n"
     atomic_write(out, lambda f: f.write(text.encode()))
     return report, out

@@ -5,6 +5,12 @@ The runs train on the real Fashion-MNIST test split (Debian's dataset-fashion-mn
 `make setup` installs). Where those files are missing (a lent GPU machine, say) they train on a
 folder of generated grey-scale images instead, through the same trainer and data pipeline: parity
 depends on the weights and the graph, not on what the images show.
+
+Numerics of other machines, on this one:
+- GAN_TEST_PRECISION=bf16 (or fp16, fp32) trains the suite's tiny runs in that precision and makes
+  it TrainConfig's default in this process, to shake out expectations that hold in fp32 only.
+- ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 make torch compute (and `--precision auto`
+  choose, fp32) as on an AVX2-only CPU; ONNX Runtime keeps its own kernels.
 """
 
 from __future__ import annotations
@@ -25,6 +31,12 @@ os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="gan-test-cache-
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+if os.environ.get("GAN_TEST_PRECISION"):
+    from train.config import TrainConfig
+
+    # kw_only dataclass: the defaults of __init__'s keyword-only parameters
+    TrainConfig.__init__.__kwdefaults__["precision"] = os.environ["GAN_TEST_PRECISION"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

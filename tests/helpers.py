@@ -5,6 +5,7 @@ quality."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,14 @@ def one_line_user_error(result: Result) -> str:
 
 # --- tiny real training runs ---------------------------------------------------------------------
 
+# The tiny runs' precision: fp32 unless GAN_TEST_PRECISION says otherwise (see tests/conftest.py);
+# a test whose expectations need fp32 pins it itself.
+TEST_PRECISION = os.environ.get("GAN_TEST_PRECISION", "fp32")
+
 # A tiny real run: the real Fashion-MNIST test split, 8-channel models, 32 px.
 TINY: dict[str, Any] = {"split": "test", "ngf": 8, "ndf": 8, "batch_size": 16, "image_size": 32,
                         "log_every": 2, "checkpoint_every": 2, "keep_checkpoints": 2,
-                        "num_samples": 16, "device": "cpu", "precision": "fp32",
+                        "num_samples": 16, "device": "cpu", "precision": TEST_PRECISION,
                         "compile": False}
 
 
@@ -72,7 +77,7 @@ def train_on_flat_folder(tmp_path: Path, **overrides: Any) -> Path:
 # to move away from their init.
 EXPORT_RUN: dict[str, Any] = {"split": "test", "ngf": 8, "ndf": 8, "batch_size": 8,
                               "max_steps": 4, "log_every": 2, "num_samples": 4, "device": "cpu",
-                              "precision": "fp32", "compile": False}
+                              "precision": TEST_PRECISION, "compile": False}
 SIZES = (32, 64, 128)
 FASHION_MNIST_TRAIN = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,7 +123,11 @@ def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu")
     """Load and check a checkpoint (a .pt file or a run directory)."""
     p = resolve(path)
     try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of a file it did not write (a plain pickle)
+            # before failing on it: the one-line error below says all the user needs
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt or foreign file
         # (its message advises weights_only=False: never right for a file we cannot vouch for)
         raise CheckpointError(f"cannot read checkpoint {p}: not a PyTorch checkpoint, or a "

@@ -108,6 +108,7 @@ def train(
     The default (Fashion-MNIST, 32 px, 5 epochs: 2,340 steps) takes minutes on a CPU: see
     docs/training.md for measured times; --max-seconds sets a wall-clock budget. Under
     `torchrun --nproc-per-node N` it trains data-parallel (DDP); only rank 0 writes and logs.
+    Ctrl-C or SIGTERM stops after the current step, saves last.pt and prints the resume command.
     """
     values = {k: v for k, v in locals().items() if k not in ("ctx", "resume", "out")}
     given = {k: plain(v) for k, v in values.items() if was_given(ctx, k)}

@@ -25,11 +25,12 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 
 from gan import pictures
-from gan.atomic import atomic_write
+from gan.atomic import atomic_write, remove_stale_temporaries
 from train import checkpoint, data
 from train import distributed as distrib
 from train.config import ConfigError, TrainConfig
 from train.ema import GeneratorEMA
+from train.interrupt import StopSignal
 from train.losses import make_loss
 from train.metrics import Reporter
 from train.model import init_weights
@@ -171,9 +172,15 @@ class Trainer:
     # The loop ---------------------------------------------------------------------------------
 
     def fit(self) -> None:
+        """Train to the end; on SIGINT/SIGTERM stop after the step, save, raise Interrupted."""
+        with StopSignal() as self.stop_signal:
+            self._fit()
+
+    def _fit(self) -> None:
         cfg = self.cfg
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temporaries()
             text = json.dumps(cfg.to_dict(), indent=2) + "\n"
             atomic_write(self.out / "config.json", lambda f: f.write(text.encode()))
             self.reporter = Reporter(self.out, self.total_steps, self.step,
@@ -192,7 +199,7 @@ class Trainer:
                      "to extend it)", self.step, self.total_steps)
         while self.step < self.total_steps:
             epoch, offset = divmod(self.step, self.steps_per_epoch)
-            stop = False
+            stop = interrupted = False
             for group in self._epoch_batches(epoch)[offset:]:
                 self._train_step(group)
                 self.step += 1
@@ -203,10 +210,13 @@ class Trainer:
                     self.evaluate(self, epoch)  # first: a checkpoint of this step has its best_fid
                 if self.step % cfg.checkpoint_every == 0:
                     self._save(periodic=True)
-                if self.step == self.total_steps or stop:
+                interrupted = self.stop_signal.agreed(self.dist)
+                if self.step == self.total_steps or stop or interrupted:
                     break
             self._sample()  # at every epoch end, and at the end of a cut-short run
             self._save(periodic=False)
+            if interrupted:
+                raise self.stop_signal.stopped(self.step, self.total_steps, cfg.out, self.dist)
             if stop:
                 log.info("stopped at step %d: the --max-seconds budget of %gs is spent",
                          self.step, cfg.max_seconds)
@@ -221,6 +231,15 @@ class Trainer:
             images=steps_run * per_step, seconds=time.perf_counter() - self._began,
             out_of_time=out_of_time, sample=self._last_sample,
             best_fid=self.best_fid if self.best_fid != float("inf") else None)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Half-written files of a process killed mid-write (a checkpoint's are ~40 MB): this
+        run owns its folder now, so any left there are stale."""
+        removed = [p for folder in (self.out, self.out / "checkpoints", self.out / "samples")
+                   for p in remove_stale_temporaries(folder)]
+        if removed:
+            log.info("removed %d temporary file(s) left by an interrupted write, e.g. %s",
+                     len(removed), removed[0])
 
     def _out_of_time(self) -> bool:
         """Whether --max-seconds is spent (on any rank: all ranks stop at the same step)."""

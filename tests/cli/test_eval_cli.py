@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 
 import pytest
 
@@ -52,7 +53,10 @@ def test_onnx_model_scores_as_its_checkpoint(runs, exported, tmp_path):
     a, b = json.loads(onnx_out.read_text()), json.loads(ckpt_out.read_text())
     assert a["source"]["kind"] == "onnx" and a["source"]["provider"] == "cpu"
     assert a["fid"] == pytest.approx(b["fid"], rel=1e-3)
-    assert a["precision"] == b["precision"] and a["recall"] == b["recall"]
+    # k-NN counts: ONNX Runtime's and torch's kernels differ in the last bits (how, depends on
+    # the CPU), which may move one borderline image of the 200 across a k-NN radius
+    assert a["precision"] == pytest.approx(b["precision"], abs=2 / 200)
+    assert a["recall"] == pytest.approx(b["recall"], abs=2 / 200)
 
 
 def test_raw_and_ema_generators_score_differently(runs, tmp_path):
@@ -81,6 +85,24 @@ def test_bad_sources_are_one_line_errors(tmp_path):
     junk.write_bytes(b"not a model")
     assert "not a loadable ONNX model" in one_line_user_error(invoke("eval", str(junk)))
     assert "at least 10" in one_line_user_error(invoke("eval", str(junk), "-n", "5"))
+
+
+def test_out_never_overwrites_a_model_or_the_run(runs, tmp_path):
+    """--out is refused, before any scoring, when it names the source, a model or checkpoint,
+    or a run's own files; what it names is left as it was."""
+    run = tmp_path / "run"
+    shutil.copytree(runs[32], run)
+    model = tmp_path / "g.onnx"  # refused before the source is read: its bytes need not be ONNX
+    model.write_bytes(b"a model that must survive")
+    last = run / "checkpoints" / "last.pt"
+    for source, out in ((run, last), (last, last), (model, model), (run, run / "config.json"),
+                        (run, tmp_path / "other.onnx"), (run, run / "metrics.jsonl"),
+                        (model, tmp_path / "g.parity.json"), (run, run)):
+        before = out.read_bytes() if out.is_file() else None
+        message = one_line_user_error(invoke("eval", str(source), "-n", "10", "--out", str(out)))
+        assert message.startswith("--out "), message
+        assert (out.read_bytes() if out.is_file() else None) == before
+    assert not (tmp_path / "other.onnx").exists()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch_fidelity") is not None,

@@ -100,3 +100,56 @@ def test_gan_main_prints_one_line_and_exits_1(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"error: no checkpoint at {tmp_path / 'nope'}: train first (gan train --out RUN), or "
         "give a .pt file or a run directory"]
+
+
+def test_a_plain_pickle_as_checkpoint_is_one_line(tmp_path):
+    """torch's pickle-protocol warning must not precede the error (one line in all)."""
+    import pickle
+
+    plain = tmp_path / "plain.pt"
+    plain.write_bytes(pickle.dumps({"weights": [1, 2, 3]}, protocol=4))
+    proc = subprocess.run([sys.executable, "-m", "gan", "export", str(plain), "--out",
+                           str(tmp_path / "g.onnx")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"error: cannot read checkpoint {plain}: not a PyTorch checkpoint, or a corrupt one "
+        "(UnpicklingError)"]
+
+
+def _add_model(path, **meta: str):
+    """A valid ONNX file that is no generator: images = z + z, with metadata `meta`."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 100])
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 100])
+    graph = helper.make_graph([helper.make_node("Add", ["z", "z"], ["images"])], "add",
+                              [z], [images])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, meta)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_info_refuses_what_is_not_our_model(tmp_path):
+    """An empty file, or an ONNX file that claims to be a generator and is not: one line, exit 1;
+    a foreign but valid ONNX file is shown, and the exit says it is not one of ours."""
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    assert "not a valid ONNX model" in one_line_user_error(invoke("info", str(empty)))
+
+    fake = _add_model(tmp_path / "fake.onnx", format="dcgan-forge/generator",
+                      format_version="1", nz="100", height="32", width="32", channels="1",
+                      output="float")
+    result = invoke("info", str(fake), "--json")
+    assert "expected a 4-d tensor(float)" in one_line_user_error(result)
+    assert result.output == ""  # nothing shown: it says it is a generator, and is not
+
+    foreign = _add_model(tmp_path / "foreign.onnx")
+    for args in ([], ["--json"]):
+        result = invoke("info", str(foreign), *args)
+        assert "not a dcgan-forge generator" in one_line_user_error(result)
+        assert "Add" in result.output  # what it is, for the curious

@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.helpers import train_tiny
 from train import checkpoint
 from train.checkpoint import CheckpointError
+from train.run import run
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.fashion_mnist
 
@@ -69,3 +77,30 @@ def test_newer_format_is_refused(tmp_path: Path) -> None:
     torch.save({"format": checkpoint.FORMAT, "format_version": 99}, path)
     with pytest.raises(CheckpointError, match="upgrade"):
         checkpoint.load(path)
+
+
+def _killed_mid_write(path: Path) -> None:
+    """A real process SIGKILLed inside atomic_write(path): it leaves its temporary behind."""
+    code = ("import os, signal, sys; from gan.atomic import atomic_write; "
+            "atomic_write(sys.argv[1], lambda f: (f.write(b'half'), f.flush(), "
+            "os.kill(os.getpid(), signal.SIGKILL)))")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == -signal.SIGKILL
+
+
+def test_resume_removes_temporaries_of_killed_writes(tmp_path: Path) -> None:
+    out = train_tiny(tmp_path / "run", max_steps=2)
+    folder = out / "checkpoints"
+    for name in ("last.pt", "step-4.pt", "best.pt"):
+        _killed_mid_write(folder / name)
+    _killed_mid_write(out / "config.json")
+    _killed_mid_write(out / "samples" / "step-4.png")
+    left = sorted(p.name for p in out.rglob(".*.tmp"))
+    assert len(left) == 5 and any(n.startswith(".step-4.pt.") for n in left)
+    theirs = [folder / ".notes.tmp", folder / "last.pt.tmp", out / ".my.draft.tmp"]
+    for p in theirs:  # not our naming: never touched
+        p.write_text("someone else's")
+    run({"max_steps": 3}, out=str(out), resume=True)
+    assert sorted(out.rglob("*.tmp")) == sorted(theirs)
+    assert checkpoint.load(out)["step"] == 3
