@@ -44,13 +44,22 @@ def serve(
         _S.intra_op_threads),
     encode_threads: Annotated[int, typer.Option(help=_h("encode_threads"))] = _S.encode_threads,
     rpc_threads: Annotated[int, typer.Option(help=_h("rpc_threads"))] = _S.rpc_threads,
+    max_open_streams: Annotated[int, typer.Option(help=_h("max_open_streams"))] = (
+        _S.max_open_streams),
+    stream_stall_s: Annotated[float, typer.Option(help=_h("stream_stall_s"))] = (
+        _S.stream_stall_s),
+    drain_s: Annotated[float, typer.Option(help=_h("drain_s"))] = _S.drain_s,
     grace_s: Annotated[float, typer.Option(help=_h("grace_s"))] = _S.grace_s,
     metrics_port: Annotated[int | None, typer.Option(help=_h("metrics_port"))] = None,
+    metrics_host: Annotated[str, typer.Option(help=_h("metrics_host"))] = _S.metrics_host,
+    tls_cert: Annotated[str | None, typer.Option(help=_h("tls_cert"))] = None,
+    tls_key: Annotated[str | None, typer.Option(help=_h("tls_key"))] = None,
+    tls_client_ca: Annotated[str | None, typer.Option(help=_h("tls_client_ca"))] = None,
 ) -> None:
     """Serve an exported generator over gRPC (gan.v1.Generator) with dynamic batching.
 
-    Prints the bound address once the model is loaded and warmed up; SIGTERM or Ctrl-C drains
-    in-flight requests (within --grace-s) and exits 0.
+    Prints the bound address once the model is loaded and warmed up; SIGTERM or Ctrl-C reports
+    NOT_SERVING (for --drain-s), drains in-flight requests (within --grace-s) and exits 0.
     """
     values = {k: v for k, v in locals().items()}
     values["model"] = str(model)
@@ -62,7 +71,7 @@ def serve(
     def announce(server) -> None:  # the one line scripts wait for
         line = f"serving {server.model.info.model_id} on {server.address}"
         if server.metrics_port is not None:
-            line += f" (metrics on http://{config.host}:{server.metrics_port}/metrics)"
+            line += f" (metrics on http://{config.metrics_host}:{server.metrics_port}/metrics)"
         print(line, flush=True)
 
     run_until_signal(config, on_started=announce)
@@ -82,6 +91,10 @@ def generate(
     out_dir: Annotated[str | None, typer.Option(help=_g("out_dir"))] = None,
     nrow: Annotated[int, typer.Option(help=_g("nrow"))] = 0,
     timeout_s: Annotated[float, typer.Option(help=_g("timeout_s"))] = 60.0,
+    tls: Annotated[bool, typer.Option(help=_g("tls"))] = False,
+    tls_ca: Annotated[str | None, typer.Option(help=_g("tls_ca"))] = None,
+    tls_cert: Annotated[str | None, typer.Option(help=_g("tls_cert"))] = None,
+    tls_key: Annotated[str | None, typer.Option(help=_g("tls_key"))] = None,
     providers: Annotated[Provider, typer.Option(help=_g("providers"))] = "cpu",  # type: ignore[valid-type, assignment]
 ) -> None:
     """Generate images through a running `gan serve` (--server) or a local ONNX file (--model).

@@ -1,0 +1,144 @@
+"""TLS and mutual TLS on the gRPC port, with a throwaway CA made here (the `cryptography`
+package): plaintext, untrusting and unsigned clients are refused; a good client gets images,
+through the Python client and through `gan generate --server`."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from typer.testing import CliRunner
+
+from gan.cli import app
+from serve.client import GeneratorClient
+from serve.config import ServeConfigError
+from serve.server import GeneratorServer
+from serve.tls import ClientTLS, TLSFileError
+from tests.serve.support import running
+
+Key = ec.EllipticCurvePrivateKey
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _certificate(subject: str, key: Key, issuer: tuple[x509.Certificate, Key] | None,
+                 *, server: bool = False) -> x509.Certificate:
+    """A certificate for `key`, signed by `issuer` (cert, key) or self-signed (a CA)."""
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (x509.CertificateBuilder().subject_name(_name(subject)).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(hours=1))
+               .not_valid_after(now + datetime.timedelta(days=1)))
+    if issuer is None:
+        builder = builder.issuer_name(_name(subject)).add_extension(
+            x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        signer = key
+    else:
+        builder = builder.issuer_name(issuer[0].subject)
+        signer = issuer[1]
+    if server:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def _write(folder: Path, name: str, cert: x509.Certificate, key: Key) -> tuple[str, str]:
+    cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Paths: ca, server cert/key, client cert/key (signed by ca), rogue cert/key (own CA)."""
+    folder = tmp_path_factory.mktemp("pki")
+    paths: dict[str, str] = {}
+    for ca_name, leaves in (("ca", ("server", "client")), ("rogue_ca", ("rogue",))):
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = _certificate(f"{ca_name} test CA", ca_key, None)
+        paths[ca_name], _ = _write(folder, ca_name, ca, ca_key)
+        for leaf in leaves:
+            key = ec.generate_private_key(ec.SECP256R1())
+            cert = _certificate(leaf, key, (ca, ca_key), server=leaf == "server")
+            paths[leaf], paths[f"{leaf}_key"] = _write(folder, leaf, cert, key)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def mtls_server(models: dict[str, Path], pki: dict[str, str]) -> Iterator[GeneratorServer]:
+    with running(models["g32"], tls_cert=pki["server"], tls_key=pki["server_key"],
+                 tls_client_ca=pki["ca"]) as s:
+        yield s
+
+
+def _refused(address: str, tls: ClientTLS | None) -> grpc.StatusCode:
+    with GeneratorClient(address, tls=tls, timeout_s=10) as client:
+        with pytest.raises(grpc.RpcError) as e:
+            client.generate(1, seed=1)
+        return e.value.code()
+
+
+def test_mutual_tls_refuses_plaintext_and_unsigned_clients(mtls_server: GeneratorServer,
+                                                          pki: dict[str, str]) -> None:
+    address = mtls_server.address
+    good = ClientTLS(ca=pki["ca"], cert=pki["client"], key=pki["client_key"])
+    with GeneratorClient(address, tls=good) as client:
+        assert len(client.generate(3, seed=1).images) == 3
+    unavailable = grpc.StatusCode.UNAVAILABLE
+    assert _refused(address, None) == unavailable  # plaintext
+    assert _refused(address, ClientTLS(ca=pki["ca"])) == unavailable  # no client certificate
+    assert _refused(address, ClientTLS(ca=pki["ca"], cert=pki["rogue"],
+                                       key=pki["rogue_key"])) == unavailable  # another CA's
+    assert _refused(address, ClientTLS(ca=pki["rogue_ca"], cert=pki["client"],
+                                       key=pki["client_key"])) == unavailable  # untrusted server
+
+
+def test_tls_without_client_certificates(models: dict[str, Path], pki: dict[str, str]) -> None:
+    with running(models["g32"], tls_cert=pki["server"], tls_key=pki["server_key"]) as s:
+        with GeneratorClient(s.address, tls=ClientTLS(ca=pki["ca"])) as client:
+            assert len(client.generate(2, seed=1).images) == 2
+        assert _refused(s.address, None) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_gan_generate_over_mutual_tls(mtls_server: GeneratorServer, pki: dict[str, str],
+                                      tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["generate", "--server", mtls_server.address, "-n", "4", "--seed", "2"]
+    good = runner.invoke(app, [*base, "--tls-ca", pki["ca"], "--tls-cert", pki["client"],
+                               "--tls-key", pki["client_key"], "--out", str(tmp_path / "a.png")])
+    assert good.exit_code == 0, good.output
+    assert (tmp_path / "a.png").stat().st_size > 0
+    unsigned = runner.invoke(app, [*base, "--tls-ca", pki["ca"], "--timeout-s", "10",
+                                   "--out", str(tmp_path / "b.png")])
+    assert unsigned.exit_code == 1 and "cannot reach a server" in str(unsigned.exception)
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_tls_settings_that_cannot_work_are_one_line_errors(models: dict[str, Path],
+                                                           pki: dict[str, str],
+                                                           tmp_path: Path) -> None:
+    with pytest.raises(ServeConfigError, match="--tls-cert and --tls-key together"):
+        running(models["g32"], tls_cert=pki["server"]).__enter__()
+    with pytest.raises(ServeConfigError, match="needs --tls-cert"):
+        running(models["g32"], tls_client_ca=pki["ca"]).__enter__()
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    with pytest.raises(TLSFileError, match="is not a PEM file"):
+        running(models["g32"], tls_cert=str(tmp_path / "junk.pem"),
+                tls_key=pki["server_key"]).__enter__()
+    with pytest.raises(TLSFileError, match="cannot read the TLS key"):
+        running(models["g32"], tls_cert=pki["server"],
+                tls_key=str(tmp_path / "missing.key")).__enter__()
