@@ -8,7 +8,7 @@ RUN    ?= runs/demo
 FMNIST  = /usr/share/datasets/fashion-mnist
 NODE_EXAMPLE = examples/node
 
-.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve bench-quality clean
+.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve bench-soak bench-quality clean
 
 setup: $(VENV)/.installed $(NODE_EXAMPLE)/node_modules/.package-lock.json
 
@@ -59,3 +59,6 @@ bench-quality: setup
 
 bench-serve: setup
 	$(BIN)/python bench/serve_load.py
+
+bench-soak: setup
+	$(BIN)/python bench/soak.py

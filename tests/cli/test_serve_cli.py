@@ -95,6 +95,32 @@ def test_sigterm_finishes_in_flight_work_then_exits_0(serve_proc: ServeProcess) 
     assert "received SIGTERM" in err and "stopped" in err
 
 
+def test_drain_moment_reports_not_serving_until_a_second_sigterm(g32: Path) -> None:
+    """--drain-s: after SIGTERM new health checks see NOT_SERVING and requests are still served;
+    a second SIGTERM ends the moment and the server exits 0 (long before the 300 s)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    p = ServeProcess(g32, "--drain-s", "300")
+    try:
+        with GeneratorClient(p.address) as client:
+            health = health_pb2_grpc.HealthStub(client.channel)
+            check = health_pb2.HealthCheckRequest(service="")
+            assert health.Check(check, timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+            p.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while health.Check(check, timeout=10).status != (
+                    health_pb2.HealthCheckResponse.NOT_SERVING):
+                assert time.monotonic() < deadline, "never NOT_SERVING"
+                time.sleep(0.05)
+            assert len(client.generate(2, seed=1).images) == 2
+            p.proc.send_signal(signal.SIGTERM)
+            assert p.proc.wait(timeout=60) == 0
+    finally:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
+
+
 def test_generate_through_server_equals_local_model(g32: Path, tmp_path: Path) -> None:
     serve_proc = ServeProcess(g32, "--max-batch-size", "4")  # 10 images: 3 batches
     try:

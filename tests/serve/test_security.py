@@ -142,3 +142,22 @@ def test_tls_settings_that_cannot_work_are_one_line_errors(models: dict[str, Pat
     with pytest.raises(TLSFileError, match="cannot read the TLS key"):
         running(models["g32"], tls_cert=pki["server"],
                 tls_key=str(tmp_path / "missing.key")).__enter__()
+
+
+def test_metrics_bind_to_metrics_host_not_to_the_grpc_host(models: dict[str, Path]) -> None:
+    """Exposing gRPC (--host) must not expose metrics: they follow --metrics-host alone. Two
+    loopback addresses stand in for a public and a private one (Linux routes all of 127/8)."""
+    import socket
+    import urllib.request
+
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.2", 0))
+    except OSError:
+        pytest.skip("this system has no 127.0.0.2")
+    with running(models["g32"], host="127.0.0.2", metrics_port=0) as s:
+        assert s.address.startswith("127.0.0.2:")
+        url = f"http://127.0.0.1:{s.metrics_port}/metrics"
+        assert b"gan_serve_requests" in urllib.request.urlopen(url, timeout=10).read()
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.2:{s.metrics_port}/metrics", timeout=10)
