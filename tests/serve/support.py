@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +81,12 @@ def reference_latent(model: Path, z: np.ndarray, labels: list[int] | None = None
         label = None if labels is None else np.array([labels[i]], np.int64)
         out.append(m.run(z[i:i + 1], label))
     return np.concatenate(out)
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll `predicate` until true; fail naming `what` after `timeout` s (an upper bound for a
+    loaded machine, never a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

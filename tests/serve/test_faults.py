@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
 
 import grpc
@@ -20,17 +19,11 @@ from serve._proto.gan.v1 import generator_pb2 as pb
 from serve.client import GeneratorClient, request
 from serve.config import ServeConfig
 from serve.server import GeneratorServer
-from tests.serve.support import NZ, running
+from tests.serve.support import NZ, running, wait_for
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
-
-def _wait_for(predicate, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def _check(address: str) -> int | grpc.StatusCode:
@@ -127,7 +120,7 @@ def test_stalled_stream_readers_are_cut_off_and_never_lock_out_other_callers(
              str(grpc.StatusCode.RESOURCE_EXHAUSTED)]), outcomes
         assert len(client.generate(3, seed=2).images) == 3  # not locked out
         assert client.model_info().nz == NZ
-        _wait_for(lambda: s.metrics.value("gan_serve_refused_total", method="GenerateStream",
+        wait_for(lambda: s.metrics.value("gan_serve_refused_total", method="GenerateStream",
                                           reason="stalled") == 2, "stalled streams cut off")
         for channel, _stream in stalled:
             channel.close()
