@@ -45,7 +45,7 @@ import grpc  # noqa: E402
 
 from serve._proto.gan.v1 import generator_pb2 as pb  # noqa: E402
 from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc  # noqa: E402
-from serve.formats import TO_PB  # noqa: E402
+from serve.images import TO_PB  # noqa: E402
 
 SEEDS = range(8)
 SIZES = {"small": (1, 4), "large": (64,), "stream": (64,)}

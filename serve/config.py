@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gan.choices import PROVIDERS, check_choice
 from gan.errors import UserError
-
-PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
 
 
 def message_options(max_bytes: int, max_receive_bytes: int | None = None) -> list[tuple[str, int]]:
@@ -109,9 +108,7 @@ class ServeConfig:
 
     def validate(self) -> None:
         """Raise ServeConfigError with one clear line for the first value that cannot work."""
-        if self.providers not in PROVIDERS:
-            raise ServeConfigError(f"unknown provider {self.providers!r}: use one of "
-                                   f"{', '.join(PROVIDERS)}")
+        check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         positive = ("max_batch_size", "max_queue_size", "max_images_per_request",
                     "max_message_mb", "rpc_threads")
         if self.stream_stall_s <= 0:
@@ -204,9 +201,7 @@ class GenerateConfig:
         seeds = [self.seed] + list(self.interpolate or ())
         if any(s is not None and not 0 <= s < 2**64 for s in seeds):
             raise ServeConfigError("seeds must be between 0 and 2^64 - 1")
-        if self.providers not in PROVIDERS:
-            raise ServeConfigError(f"unknown provider {self.providers!r}: use one of "
-                                   f"{', '.join(PROVIDERS)}")
+        check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ServeConfigError("give --tls-cert and --tls-key together")
         if (self.tls or self.tls_ca or self.tls_cert) and self.server is None:

@@ -25,13 +25,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gan.errors import UserError
+from gan.model import read_info
 from serve import health
 from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
 from serve.batcher import Batcher
 from serve.config import ServeConfig, message_options, request_bytes
 from serve.guard import Guard
 from serve.metrics import Metrics, serve_http
-from serve.model import ServedModel, default_threads, read_info
+from serve.model import ServedModel, default_threads
 from serve.servicer import SERVICE_NAME, GeneratorServicer
 from serve.tls import server_credentials
 

@@ -19,7 +19,7 @@ from serve._proto.gan.v1 import generator_pb2 as pb
 from serve.client import GeneratorClient, request
 from serve.config import ServeConfig
 from serve.server import GeneratorServer
-from tests.serve.support import NZ, running, wait_for
+from tests.helpers import NZ, running, wait_for
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -16,8 +16,8 @@ from serve.client import GeneratorClient
 from serve.config import ServeConfigError
 from serve.server import GeneratorServer
 from serve.tls import ClientTLS, TLSFileError
+from tests.helpers import running
 from tests.serve.pki import make_pki
-from tests.serve.support import running
 
 
 @pytest.fixture(scope="module")
