@@ -64,6 +64,7 @@ def default_model(folder: Path) -> Path:
     import torch
 
     import export.onnx as eo
+    from gan import contract
     from train.config import TrainConfig
     from train.model import Generator, init_weights
 
@@ -72,8 +73,8 @@ def default_model(folder: Path) -> Path:
     torch.manual_seed(0)
     g = Generator(cfg.nz, cfg.ngf, 1, 32)
     g.apply(init_weights)
-    meta = eo.metadata(cfg.to_dict(), output="float", precision="fp32", opset=eo.DEFAULT_OPSET,
-                       step=0, checkpoint_sha256="0" * 64)
+    meta = contract.metadata(cfg.to_dict(), output="float", precision="fp32",
+                             opset=eo.DEFAULT_OPSET, step=0, checkpoint_sha256="0" * 64)
     path = folder / "g32_ngf16.onnx"
     eo.save_atomic(eo.to_onnx(g, output="float", meta=meta), path)
     return path
