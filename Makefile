@@ -8,7 +8,7 @@ RUN    ?= runs/demo
 FMNIST  = /usr/share/datasets/fashion-mnist
 NODE_EXAMPLE = examples/node
 
-.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve bench-soak bench-quality clean
+.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve bench-soak bench-quality bench-arch clean
 
 setup: $(VENV)/.installed $(NODE_EXAMPLE)/node_modules/.package-lock.json
 
@@ -21,14 +21,15 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	@# setuptools prints an information-only notice about editable installs as a warning
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
 # onnxruntime-node for the Node example and its test: the CPU binaries ship in the npm package;
-# ONNXRUNTIME_NODE_INSTALL=skip stops its post-install from fetching CUDA binaries.
+# its only install script fetches CUDA binaries, so it is not run (--ignore-scripts).
 $(NODE_EXAMPLE)/node_modules/.package-lock.json: $(NODE_EXAMPLE)/package-lock.json
 	@if command -v npm >/dev/null; then \
-	  cd $(NODE_EXAMPLE) && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund; \
+	  cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund --ignore-scripts; \
 	else echo "note: npm not found: the Node example test is skipped"; fi
 
 # The main job on the built-in default, end to end (see examples/demo.sh).
@@ -56,6 +57,9 @@ stubs: setup
 
 bench-quality: setup
 	$(BIN)/python bench/quality.py
+
+bench-arch: setup  # the original fully connected GAN against DCGAN at equal time
+	$(BIN)/python bench/quality.py --arch mlp,dcgan --seconds 300 --images 0
 
 bench-serve: setup
 	$(BIN)/python bench/serve_load.py

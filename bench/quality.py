@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Image quality of two training configurations at equal budgets, with and without EMA.
+"""Image quality of training configurations at equal budgets, with and without EMA.
 
 Trains `gan train`'s default configuration (32x32, ngf = ndf = 64, batch 128) and the 64x64
 textbook configuration of the PyTorch DCGAN tutorial (ngf = ndf = 64, batch 128) on real
@@ -7,8 +7,12 @@ Fashion-MNIST, each for the same wall-clock budget (--seconds) and for the same 
 training images (--images), then scores every run with `gan eval` (classifier features: FID,
 KID, precision, recall against the real test split) for the EMA generator and the raw one.
 Prints one JSON object; --out also writes it and copies each run's last sample grid there.
+--arch mlp,dcgan compares architectures instead: the original fully connected GAN at 28 px
+(`--arch mlp`, G 256 / D 128 hidden) against the default DCGAN at 32 px, both batch 128; their
+FIDs share one feature space (the classifier pads 28 px images to 32 as the pipeline does).
 
-    python bench/quality.py [--seconds 300] [--images 32000] [-n 10000] [--out DIR]
+    python bench/quality.py [--seconds 300] [--images 32000] [-n 10000] [--arch mlp,dcgan]
+                            [--out DIR]
 
 A budget of 0 skips it. Equal-image results do not depend on the machine's load (training is
 deterministic for a seed); equal-time results do: run it on a quiet machine.
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -32,8 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "default-32px": [],
     "textbook-64px": ["--image-size", "64", "--ngf", "64", "--ndf", "64", "--batch-size", "128"],
+    "mlp-28px": ["--arch", "mlp"],
 }
-BATCH = 128  # both configurations
+ARCH_CONFIGS = {"dcgan": "default-32px", "mlp": "mlp-28px"}  # --arch NAME -> its configuration
+BATCH = 128  # every configuration
+LOG_EVERY = 5  # --max-seconds is checked at logging steps: often, so budgets stay equal
 
 
 def gan(*args: str) -> None:
@@ -42,13 +50,20 @@ def gan(*args: str) -> None:
 
 
 def train(name: str, budget: list[str], out: Path, seed: int) -> dict:
-    """One run; seconds is the whole `gan train` process (start-up and data loading too)."""
-    began = time.perf_counter()
+    """One run; seconds is the whole `gan train` process (start-up and data loading too), and
+    cpu_seconds the CPU time it got: on a shared machine equal wall-clock is not equal work."""
+    began, cpu = time.perf_counter(), _child_cpu()
     gan("train", *CONFIGS[name], *budget, "--epochs", "1000", "--seed", str(seed),
-        "--out", str(out), "--log-every", "25", "--checkpoint-every", str(10**9))
+        "--out", str(out), "--log-every", str(LOG_EVERY), "--checkpoint-every", str(10**9))
     seconds = time.perf_counter() - began
     step = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"]
-    return {"steps": step, "images": step * BATCH, "seconds": round(seconds, 1)}
+    return {"steps": step, "images": step * BATCH, "seconds": round(seconds, 1),
+            "cpu_seconds": round(_child_cpu() - cpu, 1)}
+
+
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished subprocesses, user + system
+    return usage.ru_utime + usage.ru_stime
 
 
 def score(run: Path, n: int, ema: bool, out: Path) -> dict:
@@ -59,25 +74,40 @@ def score(run: Path, n: int, ema: bool, out: Path) -> dict:
     return {k: r[k] for k in keep}
 
 
+def _cpu_capability() -> str:
+    import torch  # only for the record: training and scoring run in `gan` subprocesses
+
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=300, help="equal wall-clock budget")
     ap.add_argument("--images", type=int, default=32000, help="equal training-image budget")
     ap.add_argument("-n", type=int, default=10000, help="generated images per evaluation")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--arch", help="compare architectures instead (comma list: mlp,dcgan)")
     ap.add_argument("--out", type=Path, help="also write quality.json and sample grids here")
     args = ap.parse_args()
+    names = ["default-32px", "textbook-64px"]
+    if args.arch:
+        unknown = set(args.arch.split(",")) - set(ARCH_CONFIGS)
+        if unknown:
+            ap.error(f"unknown --arch {sorted(unknown)}: use {', '.join(ARCH_CONFIGS)}")
+        names = [ARCH_CONFIGS[a] for a in args.arch.split(",")]
     budgets = {}
     if args.seconds:
         budgets["equal_time"] = ["--max-seconds", str(args.seconds)]
     if args.images:
         budgets["equal_images"] = ["--max-steps", str(max(1, args.images // BATCH))]
+    load_at_start = os.getloadavg()  # other work on the machine skews equal-time budgets
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for budget, flags in budgets.items():
-            for name in CONFIGS:
+            for name in names:
                 run = Path(tmp) / f"{budget}-{name}"
-                row = {"budget": budget, "config": name, **train(name, flags, run, args.seed)}
+                row = {"budget": budget, "config": name, "flags": CONFIGS[name],
+                       **train(name, flags, run, args.seed)}
                 for ema in (True, False):
                     row["ema" if ema else "raw"] = score(run, args.n, ema, run / "eval.json")
                 results.append(row)
@@ -89,7 +119,9 @@ def main() -> None:
                     shutil.copy(grid, args.out / f"{budget}-{name}.png")
     report = {"benchmark": "quality", "features": "classifier", "n": args.n,
               "dataset": "fashion-mnist", "seed": args.seed,
-              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                          "cpu_capability": _cpu_capability(),
+                          "load_average_start_end": [load_at_start, os.getloadavg()]},
               "results": results}
     text = json.dumps(report, indent=2)
     if args.out:

@@ -55,9 +55,18 @@ def export(
     if result.report is not None:
         for line in result.report.lines():
             typer.echo(line)
-    typer.echo(f"wrote {result.model} ({result.size_bytes / 1e6:.2f} MB)"
-               + (f", report {result.report_path}" if result.report_path else
-                  " (parity not checked: --no-check)"))
+    for line in export_summary(result.model, result.size_bytes, result.report_path):
+        typer.echo(line)
+
+
+def export_summary(model: Path, size_bytes: int, report: Path | None) -> list[str]:
+    """Where the model is, its parity report, and what to run next."""
+    return [f"wrote {model} ({size_bytes / 1e6:.2f} MB)"
+            + (f", parity report {report}" if report else " (parity not checked: --no-check)"),
+            "next: serve it, make a picture without a server, or score it:",
+            f"  gan serve {model} --port 50051",
+            f"  gan generate --model {model} -n 64 --out {model.parent / 'grid.png'}",
+            f"  gan eval {model}"]
 
 
 def info(

@@ -21,7 +21,7 @@ from torch import nn
 from export.config import DEFAULT_OPSET, PRECISIONS
 from gan.atomic import atomic_write
 from gan.contract import OUTPUTS
-from train.model import Generator
+from train.nets import AnyGenerator
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class ExportedGenerator(nn.Module):
     and arithmetic are fp16 while its input and output keep the float32/uint8 contract.
     """
 
-    def __init__(self, generator: Generator, output: str, precision: str = "fp32") -> None:
+    def __init__(self, generator: AnyGenerator, output: str, precision: str = "fp32") -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"unknown output kind {output!r}: use float or uint8")
@@ -54,11 +54,12 @@ class ExportedGenerator(nn.Module):
         return pixels.to(torch.uint8).permute(0, 2, 3, 1)  # (B, H, W, C)
 
 
-DOC = ("DCGAN generator (dcgan-forge). Input z: float32 [batch, nz], z ~ N(0, I). Output images: "
-       "see metadata_props output/layout/value_range. Read metadata_props for nz and the shape.")
+DOC = ("GAN generator (dcgan-forge; metadata_props architecture: dcgan or mlp). Input z: float32 "
+       "[batch, nz], z ~ N(0, I). Output images: see metadata_props output/layout/value_range. "
+       "Read metadata_props for nz and the shape.")
 
 
-def to_onnx(generator: Generator, *, output: str = "float", opset: int = DEFAULT_OPSET,
+def to_onnx(generator: AnyGenerator, *, output: str = "float", opset: int = DEFAULT_OPSET,
             precision: str = "fp32", meta: dict[str, str] | None = None) -> onnx.ModelProto:
     """Trace the eval-mode generator with the dynamo exporter; dynamic batch; weights inline;
     `meta` and the exporting tools' versions as metadata_props.

@@ -29,7 +29,7 @@ from export.onnx import ExportedGenerator
 from gan.contract import sha256_file
 from gan.errors import UserError
 from gan.session import Session, SessionOptions, create_session
-from train.model import Generator
+from train.nets import AnyGenerator
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class ParityReport:
         return out
 
 
-def reference(generator: Generator, output: str, z: np.ndarray,
+def reference(generator: AnyGenerator, output: str, z: np.ndarray,
               labels: np.ndarray | None = None) -> np.ndarray:
     """The PyTorch float32 result for latents z (B, nz) [and labels (B,) int64]: what the ONNX
     model must reproduce."""
@@ -107,7 +107,7 @@ def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a.astype(np.float64) - b.astype(np.float64))
 
 
-def check(generator: Generator, model: str | Path, *, output: str, precision: str,
+def check(generator: AnyGenerator, model: str | Path, *, output: str, precision: str,
           batch_sizes: tuple[int, ...] = (1, 7, 64), providers: str = "cpu", seed: int = 0,
           cache_dir: str | None = None, tolerance: float = 0.0) -> ParityReport:
     """Run the parity check of `model` (an exported `generator`) and return its report.

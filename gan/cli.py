@@ -25,6 +25,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: flags on the left, help wrapped beside or below them, readable at 80
+    # columns (rich's option table cut flag names and squeezed help into ~18 columns there)
+    rich_markup_mode=None,
 )
 
 
@@ -41,8 +44,11 @@ for _module in COMMAND_MODULES:
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """One logging setup for every command: rich on a terminal, plain lines otherwise."""
+    """One logging setup for every command: rich on a terminal, plain lines otherwise. Under
+    torchrun only rank 0 logs progress; the other ranks log warnings and errors."""
     level = logging.DEBUG if verbose else logging.INFO
+    if os.environ.get("RANK", "0") != "0":  # set by torchrun for every process
+        level = logging.WARNING
     if sys.stderr.isatty():
         handler: logging.Handler = RichHandler(show_path=False, rich_tracebacks=True)
         fmt = "%(message)s"

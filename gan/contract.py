@@ -74,9 +74,10 @@ def metadata(config: dict[str, Any], *, output: str, precision: str, opset: int,
              generator: str = "raw") -> dict[str, str]:
     """The model's self-description: every value a string (ONNX metadata_props).
 
-    class_names is non-empty exactly for a conditional model (it then has the `labels` input);
-    generator says which weights were exported: "ema" (the moving average) or "raw". The
-    exporter adds the versions of its tools (torch_version, onnx_version).
+    architecture names the network: config's arch, dcgan or mlp (runs from before --arch existed
+    were all dcgan); class_names is non-empty exactly for a conditional model (it then has the
+    `labels` input); generator says which weights were exported: "ema" (the moving average) or
+    "raw". The exporter adds the versions of its tools (torch_version, onnx_version).
     """
     size, channels = config["image_size"], config["channels"]
     return {
@@ -90,6 +91,7 @@ def metadata(config: dict[str, Any], *, output: str, precision: str, opset: int,
         "layout": "NCHW" if output == "float" else "NHWC",
         "value_range": "[-1, 1]" if output == "float" else "[0, 255]",
         "latent": "standard_normal",
+        "architecture": config.get("arch", "dcgan"),
         "dataset": config["dataset"],
         "class_names": json.dumps(class_names or []),
         "conditional": "true" if class_names else "false",

@@ -35,11 +35,9 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def help_for(cls: type, name: str) -> str:
-    """The help text of field `name` of `cls`, rich markup escaped ("[batch, C, H, W]" is not a
-    style); fails loudly if the field has no docstring."""
-    from rich.markup import escape  # rich is loaded already (gan.cli's log handler)
-
-    return escape(field_docs(cls)[name])
+    """The help text of field `name` of `cls` (plain text: gan.cli turns rich markup off, so
+    "[batch, C, H, W]" shows as written); fails loudly if the field has no docstring."""
+    return field_docs(cls)[name]
 
 
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:

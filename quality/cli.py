@@ -55,14 +55,26 @@ def evaluate(
 
 
 def summary(r: dict[str, Any]) -> list[str]:
-    """A few lines for people; the JSON has everything."""
+    """A few lines for people, each score with its direction and, where known, its floor (what
+    real train images score against the same test images); the JSON has everything."""
     f = r["features"]
+    floor = r.get("floor")
+    fid_floor = kid_floor = ""
+    if floor:
+        fid_floor = f"; real train images score {floor['fid']:.4g}"
+        kid_floor = f"; real train images {floor['kid_mean']:.2g}"
     lines = [f"{r['n_fake']} generated vs {r['n_real']} real {r['split']} images, "
              f"{f['name']} features ({f.get('dim', '?')}-d)",
-             f"  FID        {r['fid']:.4g}",
-             f"  KID        {r['kid_mean']:.4g} +- {r['kid_std']:.2g}",
-             f"  precision  {r['precision']:.3f}",
-             f"  recall     {r['recall']:.3f}"]
+             f"  FID        {r['fid']:<10.4g} lower is better{fid_floor}",
+             f"  KID        {r['kid_mean']:<10.4g} +- {r['kid_std']:.2g}: MMD^2 in the same "
+             f"features, unscaled (papers often print KID x 1000); lower is better{kid_floor}",
+             f"  precision  {r['precision']:<10.3f} share of generated images that look real "
+             "(0 to 1, higher is better)",
+             f"  recall     {r['recall']:<10.3f} share of real variety covered (0 to 1, higher "
+             "is better)"]
+    if f["name"] == "classifier":
+        lines.append("  (classifier-feature scores compare runs of this project with each "
+                     "other, not with published Inception FIDs)")
     c = r.get("classifier", {})
     if "mean_class_accuracy" in c:
         worst = min(c["class_accuracy"].items(), key=lambda kv: kv[1])

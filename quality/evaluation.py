@@ -38,10 +38,11 @@ class EvaluationError(UserError):
 
 def evaluate(sampler: Sampler, *, dataset: str, data_dir: str | None, image_size: int,
              channels: int, nz: int, n: int, features: FeatureExtractor, class_names: list[str],
-             seed: int = 0, batch_size: int = 250) -> dict[str, Any]:
+             seed: int = 0, batch_size: int = 250, floor: bool = False) -> dict[str, Any]:
     """Score n samples (seeded z ~ N(0, I); labels arange(n) % classes when class_names is not
     empty) against n real test images (all of them if there are fewer) in `features`' space.
-    Returns a JSON-serialisable dict naming the extractor, the sample counts and the scores."""
+    Returns a JSON-serialisable dict naming the extractor, the sample counts and the scores;
+    with `floor`, also what real train images score there (quality.floor, cached)."""
     # below MIN_EVAL_IMAGES even the k-NN radii of precision/recall are noise
     if n < MIN_EVAL_IMAGES:
         raise EvaluationError(f"n must be at least {MIN_EVAL_IMAGES} to estimate the scores, "
@@ -68,6 +69,10 @@ def evaluate(sampler: Sampler, *, dataset: str, data_dir: str | None, image_size
     }
     if classifier is not None:
         result["classifier"] = _class_report(classifier, predicted, labels, class_names)
+    if floor:
+        from quality.floor import real_floor
+
+        result["floor"] = real_floor(features, real_feats, data_dir=data_dir, seed=seed)
     result["seconds"] = round(time.perf_counter() - started, 1)
     log.info("evaluated %d samples in %s features in %.0f s: FID %.3f", n, features.name,
              result["seconds"], result["fid"])
@@ -79,8 +84,7 @@ def _real_images(dataset: str, data_dir: str | None, image_size: int, channels: 
                  seed: int) -> tuple[data.ImageData, str]:
     """The test split (a folder: all of it), or a seeded random n of it; and the split's name."""
     split = "all" if dataset == "folder" else "test"
-    real = data.load(TrainConfig(dataset=dataset, data_dir=data_dir, split="test",
-                                 image_size=image_size, channels=channels))
+    real = data.read(dataset, data_dir, split="test", image_size=image_size, channels=channels)
     if channels and real.channels != channels:
         raise EvaluationError(f"the generator makes {channels}-channel images but {dataset} has "
                               f"{real.channels}")
@@ -101,8 +105,9 @@ def _classifier(features: FeatureExtractor, dataset: str, data_dir: str | None,
     None for a folder without class sub-folders. Unless `needed` (class accuracy of a
     conditional generator), only an already cached one: a minute of training just to report its
     own test accuracy beside other features is not worth it."""
+    own = (dataset, clf.trained_size(dataset, image_size))
     if isinstance(features, ClassifierFeatures) and dataset != "folder" and \
-            (features.classifier.dataset, features.classifier.image_size) == (dataset, image_size):
+            (features.classifier.dataset, features.classifier.image_size) == own:
         return features.classifier
     try:
         if not needed:
@@ -178,7 +183,8 @@ def run(config: EvalConfig) -> tuple[dict[str, Any], Path]:
              config.features)
     report = evaluate(source.sample, nz=source.nz, dataset=cfg.dataset, data_dir=data_dir,
                       image_size=cfg.image_size, channels=cfg.channels, n=config.num_images,
-                      features=features, class_names=source.class_names, seed=config.seed)
+                      features=features, class_names=source.class_names, seed=config.seed,
+                      floor=True)
     report = {"source": source.about, **report}
     out = Path(config.out) if config.out else default_out(config.source)
     text = json.dumps(report, indent=2) + "\n"

@@ -97,11 +97,12 @@ def _onnx_source(path: Path, providers: str) -> Source:
 
 
 def _trained_on(meta: dict[str, str], path: Path) -> TrainConfig:
-    """The data a model was trained on, from its documented metadata keys (dataset, height,
-    channels) and, for a folder's location, train_config when the model has it."""
+    """The data a model was trained on, from its documented metadata keys (dataset, architecture,
+    height, channels) and, for a folder's location, train_config when the model has it."""
     try:
         saved = json.loads(meta.get("train_config", "{}"))
         return TrainConfig(dataset=meta["dataset"], data_dir=saved.get("data_dir"),
+                           arch=meta.get("architecture", "dcgan"),
                            image_size=int(meta["height"]), channels=int(meta["channels"]))
     except (KeyError, ValueError, UserError) as e:
         raise UserError(f"{path} does not say which data it was trained on ({e}): export it "

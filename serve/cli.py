@@ -13,10 +13,11 @@ import typer
 
 from gan.choices import PROVIDERS
 from gan.fielddoc import choices, help_for
-from serve.config import GenerateConfig, ServeConfig
+from serve.config import RESAMPLES, GenerateConfig, ServeConfig, ServeConfigError
 
 _S = ServeConfig()
 Provider = choices("Provider", PROVIDERS)
+Resample = choices("Resample", RESAMPLES)
 
 
 def _h(name: str) -> str:
@@ -40,6 +41,8 @@ def serve(
     max_queue_size: Annotated[int, typer.Option(help=_h("max_queue_size"))] = _S.max_queue_size,
     max_images_per_request: Annotated[int, typer.Option(help=_h("max_images_per_request"))] = (
         _S.max_images_per_request),
+    max_images_per_stream: Annotated[int, typer.Option(help=_h("max_images_per_stream"))] = (
+        _S.max_images_per_stream),
     max_message_mb: Annotated[int, typer.Option(help=_h("max_message_mb"))] = _S.max_message_mb,
     intra_op_threads: Annotated[int, typer.Option(help=_h("intra_op_threads"))] = (
         _S.intra_op_threads),
@@ -79,11 +82,12 @@ def serve(
 
 
 def generate(
+    ctx: typer.Context,
     num_images: Annotated[int | None, typer.Option("--num-images", "-n", help=_g("num_images"),
                                                    show_default=False)] = None,
     seed: Annotated[int | None, typer.Option(help=_g("seed"))] = None,
     label: Annotated[str | None, typer.Option(help=_g("label"))] = None,
-    interpolate: Annotated[tuple[int, int] | None, typer.Option(
+    interpolate: Annotated[tuple[str, str] | None, typer.Option(
         help=_g("interpolate"), metavar="SEED_A SEED_B", show_default=False)] = None,
     steps: Annotated[int, typer.Option(help=_g("steps"))] = 10,
     server: Annotated[str | None, typer.Option(help=_g("server"))] = None,
@@ -91,6 +95,8 @@ def generate(
     out: Annotated[str | None, typer.Option(help=_g("out"))] = None,
     out_dir: Annotated[str | None, typer.Option(help=_g("out_dir"))] = None,
     nrow: Annotated[int, typer.Option(help=_g("nrow"))] = 0,
+    scale: Annotated[int, typer.Option(help=_g("scale"))] = 0,
+    resample: Annotated[Resample, typer.Option(help=_g("resample"))] = "nearest",  # type: ignore[valid-type, assignment]
     timeout_s: Annotated[float, typer.Option(help=_g("timeout_s"))] = 60.0,
     tls: Annotated[bool, typer.Option(help=_g("tls"))] = False,
     tls_ca: Annotated[str | None, typer.Option(help=_g("tls_ca"))] = None,
@@ -102,8 +108,12 @@ def generate(
 
     The same seed and --label give the same images either way. --interpolate: seed to seed.
     """
-    values = {k: v for k, v in locals().items()}
+    values = {k: v for k, v in locals().items() if k != "ctx"}
     values["providers"] = getattr(providers, "value", providers)
+    values["interpolate"] = None if interpolate is None else _two_seeds(interpolate)
+    if ctx.args:  # allowed through only so that `--interpolate 1 --out x` gets the line above
+        raise ServeConfigError(f"unexpected argument {ctx.args[0]!r}: see gan generate --help")
+    values["resample"] = getattr(resample, "value", resample)
     config = GenerateConfig(**values)
 
     from serve.generation import run  # grpc / onnxruntime load here
@@ -114,6 +124,16 @@ def generate(
           f"({made}): {', '.join(map(str, written[:3]))}{' ...' if len(written) > 3 else ''}")
 
 
+def _two_seeds(words: tuple[str, str]) -> tuple[int, int]:
+    """--interpolate's two words as seeds, or one line saying what it takes (typer would say
+    "Input should be a valid integer" about the flag that followed a single seed)."""
+    try:
+        return int(words[0]), int(words[1])
+    except ValueError:
+        raise ServeConfigError(f"--interpolate takes two seeds, e.g. --interpolate 1 2 (got "
+                               f"{' '.join(words)})") from None
+
+
 def register(app: typer.Typer) -> None:
     app.command()(serve)
-    app.command()(generate)
+    app.command(context_settings={"allow_extra_args": True})(generate)

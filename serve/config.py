@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from gan.choices import PROVIDERS, check_choice
 from gan.errors import UserError
 
+RESAMPLES = ("nearest", "lanczos")  # gan.pictures.RESAMPLE's filters (no PIL import here)
+
 
 def message_options(max_bytes: int, max_receive_bytes: int | None = None) -> list[tuple[str, int]]:
     """gRPC channel/server options setting the message size limits (receive: `max_bytes` too
@@ -60,7 +62,12 @@ class ServeConfig:
     """Most images waiting in the queue; a request that does not fit fails at once with
     RESOURCE_EXHAUSTED, so the server never grows without bound."""
     max_images_per_request: int = 256
-    """Largest num_images one request may ask for (at most --max-queue-size)."""
+    """Largest num_images one Generate request may ask for (at most --max-queue-size); also the
+    size of the parts a stream is made in."""
+    max_images_per_stream: int = 100_000
+    """Largest num_images one GenerateStream may ask for. A stream is made and sent in parts of
+    --max-images-per-request images (each queued while the one before runs), so its memory does
+    not grow with its size."""
     max_message_mb: int = 64
     """Largest gRPC message sent, in MiB (Generate responses over it are refused with a hint to
     use GenerateStream). Received messages are capped at twice what the largest valid request
@@ -110,7 +117,7 @@ class ServeConfig:
         """Raise ServeConfigError with one clear line for the first value that cannot work."""
         check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         positive = ("max_batch_size", "max_queue_size", "max_images_per_request",
-                    "max_message_mb", "rpc_threads")
+                    "max_images_per_stream", "max_message_mb", "rpc_threads")
         if self.stream_stall_s <= 0:
             raise ServeConfigError(f"stream_stall_s must be positive, got {self.stream_stall_s}")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -171,6 +178,11 @@ class GenerateConfig:
     nrow: int = 0
     """Images per grid row; 0: a square-ish grid (ceil(sqrt(n)) per row), or one row with
     --interpolate."""
+    scale: int = 0
+    """Upscale the --out grid, strip or GIF frames by this whole factor; 0: the smallest that
+    makes them at least 512 px wide. --out-dir files keep the model's size."""
+    resample: str = "nearest"
+    """Upscaling filter: nearest (crisp pixel blocks, exact values) or lanczos (smooth)."""
     timeout_s: float = 60.0
     """Deadline of the server call, in seconds."""
     tls: bool = False
@@ -208,6 +220,10 @@ class GenerateConfig:
             raise ServeConfigError("--tls, --tls-ca, --tls-cert and --tls-key go with --server")
         if self.nrow < 0 or self.timeout_s <= 0:
             raise ServeConfigError("nrow must not be negative and timeout_s must be positive")
+        if self.scale < 0:
+            raise ServeConfigError(f"--scale must not be negative (0: automatic), got "
+                                   f"{self.scale}")
+        check_choice("resample filter", self.resample, RESAMPLES, ServeConfigError)
 
     def _check_interpolation(self) -> None:
         if self.steps < 2:

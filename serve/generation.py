@@ -19,6 +19,7 @@ import numpy as np
 
 from gan.atomic import atomic_write
 from gan.errors import UserError
+from gan.pictures import auto_scale, grid, upscale
 from serve import images, labels, latent
 from serve.config import GenerateConfig
 
@@ -45,6 +46,8 @@ class Remote:
             self.client.close()
             raise
         self.nz, self.class_names = info.nz, list(info.class_names)
+        # the most one stream may ask for (servers from before max_images_per_stream: 0)
+        self.max_images = info.max_images_per_stream or info.max_images_per_request
 
     def images(self, n: int, *, seed: int | None = None, z: np.ndarray | None = None,
                label: Sequence[int] = ()) -> list[np.ndarray]:
@@ -112,15 +115,19 @@ class Local:
 
 
 def write(pictures: list[np.ndarray], config: GenerateConfig) -> list[Path]:
-    """Write the grid or GIF (--out) and/or one PNG per image (--out-dir); return the paths."""
+    """Write the grid or GIF (--out, upscaled by --scale) and/or one PNG per image at its own
+    size (--out-dir); return the paths."""
     written = []
     if config.out:
         path = Path(config.out)
         if path.suffix.lower() == ".gif":
-            data = images.gif(pictures)
+            k = auto_scale(pictures[0].shape[1], config.scale)
+            data = images.gif([upscale(p, k, config.resample) for p in pictures])
         else:  # an interpolation reads left to right: one row unless --nrow says otherwise
             nrow = config.nrow or (len(pictures) if config.interpolate else 0)
-            data = images.png(images.grid(pictures, nrow=nrow))
+            picture = grid(pictures, nrow=nrow)
+            k = auto_scale(picture.shape[1], config.scale)
+            data = images.png(upscale(picture, k, config.resample))
         atomic_write(path, functools.partial(_write_bytes, data))
         written.append(path)
     if config.out_dir:
@@ -137,6 +144,12 @@ def run(config: GenerateConfig) -> tuple[str, list[Path]]:
     source = Remote(config.server, config.timeout_s, _tls(config)) if config.server else Local(
         str(config.model), config.providers)  # GenerateConfig checks exactly one is set
     try:
+        limit = getattr(source, "max_images", 0)
+        if limit and config.count > limit:
+            flag = "--steps" if config.interpolate else "-n"
+            raise UserError(f"{flag} {config.count}: the server at {config.server} makes at most "
+                            f"{limit} images per request (its --max-images-per-stream); ask for "
+                            "fewer, or run the model here with --model FILE.onnx")
         label, named = _label(config, source.class_names)
         if config.interpolate:
             a, b = config.interpolate

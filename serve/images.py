@@ -3,12 +3,12 @@ and the format names' wire enum (gan.v1.ImageFormat), shared by server and clien
 
 Shapes: a float model gives (B, C, H, W) float32 in [-1, 1]; a uint8 model (B, H, W, C) uint8.
 Every image leaves here channels-last (H, W, C), the layout of PNG and of the raw formats.
+Grids and upscaling, shared with training's sample grids, are in gan.pictures.
 """
 
 from __future__ import annotations
 
 import io
-import math
 
 import numpy as np
 from PIL import Image
@@ -70,22 +70,6 @@ def decode(data: bytes, fmt: str, height: int, width: int, channels: int) -> np.
         return arr.reshape(height, width, channels)
     dtype = np.dtype("<f4") if fmt == "raw_float32" else np.dtype(np.uint8)
     return np.frombuffer(data, dtype=dtype).reshape(height, width, channels)
-
-
-def grid(images: list[np.ndarray], nrow: int = 0, padding: int = 2) -> np.ndarray:
-    """(H, W, C) uint8 images -> one (H', W', C) uint8 grid, `nrow` per row (0: ceil(sqrt(n))),
-    `padding` black pixels around each image (torchvision.utils.make_grid's layout)."""
-    n = len(images)
-    h, w, c = images[0].shape
-    per_row = nrow or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / per_row)
-    out = np.zeros((rows * (h + padding) + padding, per_row * (w + padding) + padding, c),
-                   np.uint8)
-    for i, image in enumerate(images):
-        top = (i // per_row) * (h + padding) + padding
-        left = (i % per_row) * (w + padding) + padding
-        out[top:top + h, left:left + w] = image
-    return out
 
 
 def gif(frames: list[np.ndarray], frame_ms: int = 100) -> bytes:

@@ -17,6 +17,7 @@ sent to a server as an explicit latent, so any client can make the same request.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -27,12 +28,25 @@ class LatentError(ValueError):
     """Latent values a request cannot use (wrong length, NaN or Inf)."""
 
 
-def from_seed(seed: int, num_images: int, nz: int) -> np.ndarray:
-    """z (num_images, nz) float32 for `seed` (the documented rule above)."""
+def check_seed(seed: int) -> None:
     if not 0 <= seed <= MAX_SEED:
         raise LatentError(f"seed must be between 0 and 2^64 - 1, got {seed}")
+
+
+def from_seed(seed: int, num_images: int, nz: int) -> np.ndarray:
+    """z (num_images, nz) float32 for `seed` (the documented rule above)."""
+    check_seed(seed)
     rng = np.random.Generator(np.random.PCG64(seed))
     return rng.standard_normal((num_images, nz), dtype=np.float32)
+
+
+def from_seed_in_parts(seed: int, num_images: int, nz: int, part: int) -> Iterator[np.ndarray]:
+    """The rows of from_seed(seed, num_images, nz), `part` rows at a time (the last part may be
+    shorter): the generator draws each value in turn, so the parts join to the same array."""
+    check_seed(seed)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    for start in range(0, num_images, part):
+        yield rng.standard_normal((min(part, num_images - start), nz), dtype=np.float32)
 
 
 def from_values(values: object, num_images: int, nz: int) -> np.ndarray:

@@ -10,6 +10,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 log = logging.getLogger(__name__)
 
+# Every label value a dashboard or alert may query, created at start so each series exists (at
+# 0) before its first event: rate() and absent() see "none yet", not "no such metric".
+METHODS = ("Generate", "GenerateStream", "GetModelInfo")
+CODES = ("OK", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED",
+         "CANCELLED", "INTERNAL")
+DROP_REASONS = ("deadline", "cancelled")
+
 _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
 
 
@@ -48,6 +55,12 @@ class Metrics:
                                ["method", "reason"], registry=r)
         self.queue_depth = Gauge("gan_serve_queue_depth_images", "Images waiting in the queue",
                                  registry=r)
+        for method in METHODS:
+            self.latency.labels(method)
+            for code in CODES:
+                self.requests.labels(method, code)
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason)
 
     def value(self, name: str, **labels: str) -> float:
         """A sample's current value (0 when it has none yet): for logs and tests."""

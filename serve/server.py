@@ -91,6 +91,7 @@ class GeneratorServer:
                                max_queue=c.max_queue_size)
         self.servicer = GeneratorServicer(self.model.info, self.model.provider, self.batcher,
                                           self.metrics, max_images=c.max_images_per_request,
+                                          max_stream_images=c.max_images_per_stream,
                                           max_message_bytes=c.max_message_bytes,
                                           encode_threads=c.encode_threads or default_threads())
         pb_grpc.add_GeneratorServicer_to_server(self.servicer, self._server)

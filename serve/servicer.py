@@ -40,12 +40,14 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
     """Generate, GenerateStream and GetModelInfo over one model's batcher."""
 
     def __init__(self, info: GeneratorInfo, provider: str, batcher: Batcher, metrics: Metrics, *,
-                 max_images: int, max_message_bytes: int, encode_threads: int) -> None:
+                 max_images: int, max_message_bytes: int, encode_threads: int,
+                 max_stream_images: int | None = None) -> None:
         self.info = info
         self.provider = provider
         self.batcher = batcher
         self.metrics = metrics
-        self.max_images = max_images
+        self.max_images = max_images  # per Generate, and per part of a stream
+        self.max_stream_images = max_stream_images or max_images
         self.max_message_bytes = max_message_bytes
         # handlers encode their own images; at most this many at once (Pillow's PNG encoder and
         # numpy's copies release the GIL, so they run in parallel)
@@ -73,16 +75,19 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
                        context: grpc.ServicerContext) -> Iterator[pb.GenerateResponse]:
         began = time.perf_counter()
         try:
-            job, seed, fmt = self._admit(request, context, unary=False)
+            z, classes, seed, fmt = self._validate(request, unary=False)
             per_message = self._fits(fmt)
             sent = 0
-            while sent < job.size:
-                part = self._next_part(job, fmt)
-                for i in range(0, len(part), per_message):  # each response within the limit
-                    chunk = part[i:i + per_message]
-                    yield pb.GenerateResponse(images=chunk, model_id=self.info.model_id,
-                                              first_index=sent, seed=seed)
-                    sent += len(chunk)
+            for job in self._stream_jobs(request.num_images, z, seed, classes, context):
+                done = 0
+                while done < job.size:
+                    part = self._next_part(job, fmt)
+                    done += len(part)
+                    for i in range(0, len(part), per_message):  # each response within the limit
+                        chunk = part[i:i + per_message]
+                        yield pb.GenerateResponse(images=chunk, model_id=self.info.model_id,
+                                                  first_index=sent, seed=seed)
+                        sent += len(chunk)
         except GeneratorExit:  # the client went away mid-stream; its callback drops the rest
             self._finish("GenerateStream", grpc.StatusCode.CANCELLED, began)
             raise
@@ -99,7 +104,8 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             model_id=i.model_id, nz=i.nz, height=i.height, width=i.width, channels=i.channels,
             class_names=i.class_names, dataset=i.dataset, max_images_per_request=self.max_images,
             max_batch_size=self.batcher.max_batch, max_message_bytes=self.max_message_bytes,
-            provider=self.provider, metadata=i.metadata)
+            provider=self.provider, metadata=i.metadata,
+            max_images_per_stream=self.max_stream_images)
         self._finish("GetModelInfo", grpc.StatusCode.OK, began)
         return info
 
@@ -113,6 +119,12 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
                unary: bool) -> tuple[Job, int | None, str]:
         """Validate, build the job and queue it; its RPC's end drops whatever is still queued."""
         z, classes, seed, fmt = self._validate(request, unary)
+        assert z is not None  # unary requests get their whole latent
+        return self._submit(z, classes, context), seed, fmt
+
+    def _submit(self, z: np.ndarray, classes: np.ndarray | None,
+                context: grpc.ServicerContext) -> Job:
+        """Queue z (n, nz) [labels (n,)] as one job; its RPC's end drops what is still queued."""
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         job = Job(z=z, labels=classes, deadline=deadline)
@@ -124,7 +136,31 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e)) from None
         except ShuttingDown as e:
             raise _Abort(grpc.StatusCode.UNAVAILABLE, str(e)) from None
-        return job, seed, fmt
+        return job
+
+    def _stream_jobs(self, n: int, z: np.ndarray | None, seed: int | None,
+                     classes: np.ndarray | None, context: grpc.ServicerContext
+                     ) -> Iterator[Job]:
+        """A stream's n images as jobs of at most max_images each, in order: the next one is
+        queued before the current one is handed out, so the worker never waits on the encoder,
+        and at most two parts' latents and outputs exist at a time. z is None for a seed, whose
+        rows are drawn part by part (the same rows as one draw: latent.from_seed_in_parts)."""
+        step = max(1, min(self.max_images, self.batcher.max_queue // 2))  # two parts fit
+        rows: Iterator[np.ndarray]
+        if z is None:
+            assert seed is not None  # _validate gives a seeded stream no z
+            rows = latent.from_seed_in_parts(seed, n, self.info.nz, step)
+        else:
+            rows = (z[i:i + step] for i in range(0, n, step))
+        pending: Job | None = None
+        for start, part in zip(range(0, n, step), rows, strict=True):
+            y = None if classes is None else classes[start:start + step]
+            job = self._submit(part, y, context)
+            if pending is not None:
+                yield pending
+            pending = job
+        if pending is not None:
+            yield pending
 
     def _next_part(self, job: Job, fmt: str) -> list[pb.Image]:
         """The job's next output slice from the worker, converted and encoded here."""
@@ -144,17 +180,21 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         return max(1, (self.max_message_bytes - 4096) // (self.info.image_bytes(fmt) + 32))
 
     def _validate(self, request: pb.GenerateRequest,
-                  unary: bool) -> tuple[np.ndarray, np.ndarray | None, int | None, str]:
+                  unary: bool) -> tuple[np.ndarray | None, np.ndarray | None, int | None, str]:
         """-> (z (n, nz) float32, labels (n,) int64 or None (unconditional), seed or None,
-        format name), or _Abort(INVALID_ARGUMENT)."""
+        format name), or _Abort(INVALID_ARGUMENT). A seeded stream gets z None: it draws its
+        rows part by part."""
         bad = grpc.StatusCode.INVALID_ARGUMENT
         n, nz = request.num_images, self.info.nz
         if request.format not in FROM_PB:
             raise _Abort(bad, f"unknown image format {request.format}: use IMAGE_FORMAT_PNG, "
                               "IMAGE_FORMAT_RAW_UINT8 or IMAGE_FORMAT_RAW_FLOAT32")
         fmt = FROM_PB[request.format]
-        if not 1 <= n <= self.max_images:
-            raise _Abort(bad, f"num_images must be between 1 and {self.max_images}, got {n}")
+        limit = self.max_images if unary else self.max_stream_images
+        if not 1 <= n <= limit:
+            hint = (f" (GenerateStream takes up to {self.max_stream_images})"
+                    if unary and n <= self.max_stream_images else "")
+            raise _Abort(bad, f"num_images must be between 1 and {limit}, got {n}{hint}")
         try:  # before the latent: a bad label is refused without drawing anything
             classes = labels.for_request(request.labels, n, self.info.class_names)
         except labels.LabelError as e:
@@ -163,6 +203,7 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             raise _Abort(bad, f"{n} {fmt} images may exceed the {self.max_message_bytes}-byte "
                               "message limit: use GenerateStream or fewer images")
         seed: int | None = None
+        z: np.ndarray | None = None
         try:
             if request.latent:
                 if request.HasField("seed"):
@@ -170,7 +211,10 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
                 z = latent.from_values(request.latent, n, nz)
             else:
                 seed = request.seed if request.HasField("seed") else latent.random_seed()
-                z = latent.from_seed(seed, n, nz)
+                if unary:
+                    z = latent.from_seed(seed, n, nz)
+                else:
+                    latent.check_seed(seed)
         except latent.LatentError as e:
             raise _Abort(bad, str(e)) from None
         return z, classes, seed, fmt

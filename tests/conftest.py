@@ -110,3 +110,28 @@ def exported(runs: dict[int, Path], tmp_path_factory: pytest.TempPathFactory
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished short `--arch mlp` run at Fashion-MNIST's native 28 px (or a 28 px folder)."""
+    from tests.helpers import EXPORT_RUN, FASHION_MNIST_TRAIN, image_folder
+    from train.run import run
+
+    root = tmp_path_factory.mktemp("mlp")
+    data: dict[str, Any] = {}
+    if not FASHION_MNIST_TRAIN.is_file():
+        data = {"dataset": "folder", "data_dir": str(image_folder(root / "images")),
+                "channels": 1, "split": "train", "image_size": 28}
+    return run({**EXPORT_RUN, "arch": "mlp", "mlp_hidden_g": (32,), "mlp_hidden_d": (16,),
+                "mlp_batch_norm": True, **data}, out=str(root / "run"))
+
+
+@pytest.fixture(scope="session")
+def mlp_model(mlp_run: Path, tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
+    """The mlp run exported (float output), parity checked."""
+    from export.artifact import export
+    from export.config import ExportConfig
+
+    out = tmp_path_factory.mktemp("mlp-model") / "mlp.onnx"
+    return export(ExportConfig(checkpoint=str(mlp_run), out=str(out)))

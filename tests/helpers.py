@@ -54,8 +54,9 @@ TINY: dict[str, Any] = {"split": "test", "ngf": 8, "ndf": 8, "batch_size": 16, "
                         "compile": False}
 
 
-def train_tiny(out: Path, **overrides: Any) -> Path:
-    return run({**TINY, **overrides}, out=str(out))
+def train_tiny(out: Path, resume: bool = False, report: Any = None, **overrides: Any) -> Path:
+    """TINY with `overrides`; `report` gets the closing summary (train.summary)."""
+    return run({**TINY, **overrides}, out=str(out), resume=resume, report=report)
 
 
 def train_on_flat_folder(tmp_path: Path, **overrides: Any) -> Path:
@@ -65,7 +66,7 @@ def train_on_flat_folder(tmp_path: Path, **overrides: Any) -> Path:
     for i in range(8):
         Image.fromarray(np.full((28, 28), i * 30, np.uint8)).save(flat / f"{i}.png")
     return train_tiny(tmp_path / "run", dataset="folder", data_dir=str(flat), split="train",
-                      batch_size=4, **overrides)
+                      **{"batch_size": 4, **overrides})
 
 
 # The runs that export and quality tests read: enough steps for BatchNorm statistics and weights

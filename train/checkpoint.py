@@ -25,7 +25,8 @@ from gan.errors import UserError
 from train import distributed as distrib
 from train.config import TrainConfig
 from train.ema import GeneratorEMA
-from train.model import Generator
+from train.nets import AnyGenerator
+from train.nets import build_generator as _build
 
 if TYPE_CHECKING:
     from train.loop import Trainer
@@ -101,8 +102,20 @@ def resolve(path: str | os.PathLike[str]) -> Path:
     if p.is_dir():
         p = p / "checkpoints" / "last.pt"
     if not p.is_file():
-        raise CheckpointError(f"no checkpoint at {p}: train first, or give a .pt file or run dir")
+        raise CheckpointError(f"no checkpoint at {p}: {_missing_hint(p)}")
     return p
+
+
+def _missing_hint(p: Path) -> str:
+    """What to do about a missing checkpoint file, by the name it was asked for."""
+    if p.name == "best.pt":
+        return ("best.pt exists only in runs trained with --eval-every N (it keeps the lowest "
+                f"FID); export {p.parent / 'last.pt'} or the run directory instead")
+    if p.name == "last.pt" and p.parent.is_dir():
+        found = sorted(x.name for x in p.parent.glob("*.pt"))
+        if found:
+            return f"give one of the checkpoints there ({', '.join(found)})"
+    return "train first (gan train --out RUN), or give a .pt file or a run directory"
 
 
 def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -126,13 +139,12 @@ def config_of(ckpt: dict[str, Any]) -> TrainConfig:
     return TrainConfig.from_dict(ckpt["config"])
 
 
-def build_generator(ckpt: dict[str, Any], ema: bool = True) -> Generator:
+def build_generator(ckpt: dict[str, Any], ema: bool = True) -> AnyGenerator:
     """The checkpoint's generator with its weights, in eval mode, on the CPU: the EMA generator
     when the run kept one and `ema` is true, else the raw one (see `generator_kind`)."""
     cfg = config_of(ckpt)
     classes = len(ckpt.get("class_names", [])) if cfg.conditional else 0
-    g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size, num_classes=classes,
-                  label_dim=cfg.label_dim)
+    g = _build(cfg, classes)  # the architecture the config names (dcgan or mlp)
     if generator_kind(ckpt, ema) == "ema":
         g.load_state_dict(ckpt["generator_ema"]["weights"])
     else:

@@ -19,7 +19,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 D_NORMS = ("auto", "batch", "layer", "none")
 SPLITS = ("train", "test")
-IMAGE_SIZES = (32, 64, 128)
+IMAGE_SIZES = (32, 64, 128)  # dcgan's
+ARCHS = ("dcgan", "mlp")
+MLP_SIZES = (8, 256)  # smallest and largest side of an mlp's images
+NATIVE_SIZES = {"fashion-mnist": 28, "mnist": 28, "cifar10": 32}  # built-in datasets' sides
 
 
 # Fewest images an evaluation scores: below this even precision/recall's k-NN radii are noise.
@@ -43,8 +46,13 @@ class TrainConfig:
     split: str = "train"
     """Which split of a built-in dataset to train on: train, or test (small and quick: for smoke
     runs and tests)."""
-    image_size: int = 32
-    """Side of the square images, 32, 64 or 128; 28 px data is padded (to 32) or resized."""
+    arch: str = "dcgan"
+    """Architecture: dcgan (convolutional, Radford et al. 2015), or mlp (fully connected, the
+    original GAN of Goodfellow et al. 2014: flattened images, Linear layers with LeakyReLU)."""
+    image_size: int = 0
+    """Side of the square images; 0 means 32 for dcgan and the dataset's native size for mlp
+    (28 for (Fashion-)MNIST, 32 for CIFAR-10 and folders). dcgan: 32, 64 or 128, 28 px data
+    padded (to 32) or resized; mlp: 8 to 256, resized when not native."""
     channels: int = 0
     """Image channels; 0 means take it from the dataset (1 for (Fashion-)MNIST, 3 for CIFAR-10)."""
     nz: int = 100
@@ -53,6 +61,13 @@ class TrainConfig:
     """Generator width: the last hidden layer has ngf channels, each earlier one twice the next."""
     ndf: int = 64
     """Discriminator width: the first layer has ndf channels, each later one twice the previous."""
+    mlp_hidden_g: tuple[int, ...] = (256,)
+    """mlp only: widths of G's hidden layers, input side first (--mlp-hidden-g 512,256 for two)."""
+    mlp_hidden_d: tuple[int, ...] = (128,)
+    """mlp only: widths of D's hidden layers, input side first (--mlp-hidden-d 256,128 for two)."""
+    mlp_batch_norm: bool = False
+    """mlp only: BatchNorm after each hidden layer of G (the tutorials' better-normalisation
+    step; the original has none)."""
     loss: str = "ns"
     """GAN loss: ns (non-saturating), minimax, lsgan, wgan (weight clipping), wgan-gp, hinge,
     dragan."""
@@ -60,8 +75,9 @@ class TrainConfig:
     """Discriminator steps per generator step (k in Goodfellow et al.'s Algorithm 1; 5 is usual
     for wgan and wgan-gp)."""
     d_norm: str = "auto"
-    """Discriminator normalisation: batch, layer, none, or auto (layer for the gradient-penalty
-    losses wgan-gp and dragan, whose per-sample penalty BatchNorm would mix; batch otherwise)."""
+    """Discriminator normalisation (never on its input layer): batch, layer, none, or auto (mlp:
+    none, as in the original; dcgan: layer for the gradient-penalty losses wgan-gp and dragan,
+    whose per-sample penalty BatchNorm would mix, batch otherwise)."""
     gp_weight: float = 10.0
     """Weight of the gradient penalty of wgan-gp and dragan."""
     clip_value: float = 0.01
@@ -107,6 +123,9 @@ class TrainConfig:
     num_samples: int = 64
     """Size of the fixed noise batch drawn into samples/step-<N>.png to watch progress
     (conditional runs round it up to whole rows of one image per class)."""
+    sample_scale: int = 0
+    """Upscale the sample grids by this whole factor (nearest neighbour, so pixels stay exact);
+    0: the smallest that makes a grid at least 512 px wide."""
     conditional: bool = False
     """Train a class-conditional GAN: G joins a label embedding to z, D is a projection
     discriminator. Needs labelled data (the built-in datasets, or a folder of class folders)."""
@@ -123,23 +142,40 @@ class TrainConfig:
     """Generated (and real test) images per evaluation during training."""
 
     def __post_init__(self) -> None:
+        # JSON and the CLI give lists; a tuple compares equal to itself on --resume
+        self.mlp_hidden_g, self.mlp_hidden_d = tuple(self.mlp_hidden_g), tuple(self.mlp_hidden_d)
+        if self.image_size == 0:
+            native = self.arch == "mlp" and self.dataset in NATIVE_SIZES
+            self.image_size = NATIVE_SIZES[self.dataset] if native else 32
         self.validate()
 
     def validate(self) -> None:
         """Raise ConfigError with one clear line for the first value that cannot work."""
         check_choices(self, {"dataset": DATASETS, "loss": LOSSES, "precision": PRECISIONS,
-                             "device": DEVICES, "d_norm": D_NORMS, "split": SPLITS}, ConfigError)
-        if self.image_size not in IMAGE_SIZES:
-            raise ConfigError(f"image size {self.image_size} is not supported: use one of "
-                              f"{', '.join(map(str, IMAGE_SIZES))} (a power of two)")
+                             "device": DEVICES, "d_norm": D_NORMS, "split": SPLITS,
+                             "arch": ARCHS}, ConfigError)
+        low, high = MLP_SIZES
+        if self.arch == "mlp" and not low <= self.image_size <= high:
+            raise ConfigError(f"image size {self.image_size} is not supported by mlp: use "
+                              f"{low} to {high}")
+        if self.arch == "dcgan" and self.image_size not in IMAGE_SIZES:
+            raise ConfigError(f"image size {self.image_size} is not supported by dcgan: use one "
+                              f"of {', '.join(map(str, IMAGE_SIZES))} (a power of two), or "
+                              "--arch mlp")
+        for name in ("mlp_hidden_g", "mlp_hidden_d"):
+            widths = getattr(self, name)
+            if not widths or min(widths) < 1:
+                raise ConfigError(f"{name} needs at least one hidden width, each at least 1, "
+                                  f"got {widths}")
         positive = ("nz", "ngf", "ndf", "d_steps", "batch_size", "epochs", "log_every",
                     "checkpoint_every", "keep_checkpoints", "num_samples", "label_dim",
                     "eval_images")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_steps < 0 or self.channels < 0 or self.max_seconds < 0:
-            raise ConfigError("max_steps, max_seconds and channels must not be negative")
+        if min(self.max_steps, self.channels, self.max_seconds, self.sample_scale) < 0:
+            raise ConfigError("max_steps, max_seconds, channels and sample_scale must not be "
+                              "negative")
         if not (self.lr_g > 0 and self.lr_d > 0):
             raise ConfigError(f"learning rates must be positive, got lr_g={self.lr_g}, "
                               f"lr_d={self.lr_d}")
@@ -162,6 +198,8 @@ class TrainConfig:
     def resolved_d_norm(self) -> str:
         if self.d_norm != "auto":
             return self.d_norm
+        if self.arch == "mlp":
+            return "none"
         return "layer" if self.loss in ("wgan-gp", "dragan") else "batch"
 
     def to_dict(self) -> dict[str, Any]:

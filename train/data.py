@@ -55,15 +55,27 @@ class ImageData:
 
 def load(config: TrainConfig, *, download: bool = True) -> ImageData:
     """Read the configured dataset (on the CPU)."""
-    if config.dataset == "folder":
-        return _load_folder(Path(config.data_dir or ""), config.image_size, config.channels)
-    return _load_torchvision(config, download=download)
+    return read(config.dataset, config.data_dir, split=config.split,
+                image_size=config.image_size, channels=config.channels, download=download)
+
+
+def read(dataset: str, data_dir: str | None, *, split: str, image_size: int, channels: int,
+         download: bool = True) -> ImageData:
+    """Read a dataset without a training config (evaluation, the classifier): built-in ones at
+    their native size, a folder decoded at image_size."""
+    if dataset == "folder":
+        return _load_folder(Path(data_dir or ""), image_size, channels)
+    return _load_torchvision(dataset, data_dir, split, download=download)
 
 
 def to_model_input(batch: torch.Tensor, image_size: int) -> torch.Tensor:
-    """uint8 (B, C, h, w) -> float (B, C, S, S) in [-1, 1]: 28 px data is padded to 32 with the
+    """uint8 (B, C, h, w) -> float (B, C, S, S) in [-1, 1] (see `fit`)."""
+    return fit(batch.float().div_(127.5).sub_(1.0), image_size)
+
+
+def fit(x: torch.Tensor, image_size: int) -> torch.Tensor:
+    """float (B, C, h, w) in [-1, 1] -> (B, C, S, S): 28 px images are padded to 32 with the
     background value, other sizes are resized (bilinear, antialiased when shrinking)."""
-    x = batch.float().div_(127.5).sub_(1.0)
     h = x.shape[-1]
     if h == image_size:
         return x
@@ -96,34 +108,36 @@ def prepare_debian_fashion_mnist(root: Path) -> bool:
     return True
 
 
-def _load_torchvision(config: TrainConfig, *, download: bool) -> ImageData:
-    cls = _builtin_class(config.dataset)
-    if config.data_dir:
-        root = Path(config.data_dir)
+def _load_torchvision(dataset: str, data_dir: str | None, split: str, *, download: bool
+                      ) -> ImageData:
+    cls = _builtin_class(dataset)
+    if data_dir:
+        root = Path(data_dir)
     else:
         root = cache_dir()
-        if config.dataset == "fashion-mnist" and prepare_debian_fashion_mnist(root):
+        if dataset == "fashion-mnist" and prepare_debian_fashion_mnist(root):
             log.info("using Debian's dataset-fashion-mnist files from %s", DEBIAN_FASHION_MNIST)
-    train = config.split == "train"
+    train = split == "train"
     try:
         ds = cls(str(root), train=train, download=False)
     except RuntimeError:
         if not download:
-            raise DataError(_missing(config, root, "not found")) from None
+            raise DataError(_missing(dataset, split, root, "not found")) from None
         try:
             ds = cls(str(root), train=train, download=True)
         except Exception as e:  # no network, a proxy, a half download: all the same to the user
-            raise DataError(_missing(config, root, f"download failed ({type(e).__name__})")) from e
+            why = f"download failed ({type(e).__name__})"
+            raise DataError(_missing(dataset, split, root, why)) from e
     data = torch.as_tensor(np.asarray(ds.data))
     images = data.unsqueeze(1) if data.dim() == 3 else data.permute(0, 3, 1, 2)  # (N, C, h, w)
     labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
     return ImageData(images.contiguous(), labels, list(ds.classes))
 
 
-def _missing(config: TrainConfig, root: Path, why: str) -> str:
+def _missing(dataset: str, split: str, root: Path, why: str) -> str:
     hint = ("install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or "
-            if config.dataset == "fashion-mnist" else "")
-    return (f"{config.dataset} {config.split} split not found under {root} and {why}: {hint}"
+            if dataset == "fashion-mnist" else "")
+    return (f"{dataset} {split} split not found under {root} and {why}: {hint}"
             f"pass --data-dir pointing to torchvision's layout of it")
 
 

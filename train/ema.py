@@ -16,15 +16,15 @@ import copy
 import torch
 from torch import nn
 
-from train.model import Generator
+from train.nets import AnyGenerator
 
 
 class GeneratorEMA:
     """The averaged copy of a generator; `update` after each G step, `calibrate` before use."""
 
-    def __init__(self, generator: Generator, decay: float) -> None:
+    def __init__(self, generator: AnyGenerator, decay: float) -> None:
         self.decay = decay
-        self.model: Generator = copy.deepcopy(generator).eval().requires_grad_(False)
+        self.model: AnyGenerator = copy.deepcopy(generator).eval().requires_grad_(False)
         self.model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         self.updates = 0  # generator steps averaged so far (t of the warm-up)
         self.calibrated_at = -1  # `updates` when the BN statistics were last recomputed
@@ -41,7 +41,7 @@ class GeneratorEMA:
         self.updates += 1
 
     @torch.no_grad()
-    def calibrate(self, batches: int = 8, batch_size: int = 128, seed: int = 0) -> Generator:
+    def calibrate(self, batches: int = 8, batch_size: int = 128, seed: int = 0) -> AnyGenerator:
         """Recompute BatchNorm statistics for the averaged weights; returns the model (eval).
 
         A fixed seed of its own keeps the training RNG untouched (resumes stay exact) and makes

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
-from torchvision.utils import make_grid, save_image
 
+from gan import pictures
 from gan.atomic import atomic_write
 from train import checkpoint, data
 from train import distributed as distrib
@@ -31,10 +32,16 @@ from train.config import ConfigError, TrainConfig
 from train.ema import GeneratorEMA
 from train.losses import make_loss
 from train.metrics import Reporter
-from train.model import Discriminator, Generator, init_weights
+from train.model import init_weights
+from train.nets import AnyGenerator, build_discriminator, build_generator
 from train.periodic_eval import PeriodicEval
+from train.summary import TrainSummary
 
 log = logging.getLogger(__name__)
+
+# The --precision word of each autocast dtype, for the log (not "torch.bfloat16").
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for fp32. auto: bf16 on CPUs with native bf16 only; fp32 on
@@ -70,10 +77,8 @@ class Trainer:
             self.labels = self.labels.to(device)  # (N,) int64, gathered with the images
         classes = len(self.class_names) if cfg.conditional else 0
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
-        self.g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size, num_classes=classes,
-                           label_dim=cfg.label_dim)
-        self.d = Discriminator(cfg.ndf, cfg.channels, cfg.image_size, norm=cfg.resolved_d_norm,
-                               num_classes=classes)
+        self.g = build_generator(cfg, classes)  # cfg.arch: dcgan or mlp
+        self.d = build_discriminator(cfg, classes)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
         for m in (self.g, self.d):
             m.apply(init_weights)
@@ -81,8 +86,9 @@ class Trainer:
             m.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         # G's first layer sees a 1x1 input, where channels_last means nothing: keep its weight
         # contiguous (inductor's convolution_backward asserts on those strides, seen on CUDA).
-        first: nn.ConvTranspose2d = self.g.main[0]  # type: ignore[assignment]
-        first.weight.data = first.weight.data.contiguous()
+        first = self.g.main[0]  # (an mlp's is a Linear: 2-d, untouched by channels_last)
+        if isinstance(first, nn.ConvTranspose2d):
+            first.weight.data = first.weight.data.contiguous()
         # Gradients of D's weights are reduced across ranks in the D step (DDP); the G step and the
         # gradient penalties (double backward, which compiled graphs do not support) use D eagerly.
         self.d_ddp: nn.Module = DDP(self.d) if dist.enabled else self.d
@@ -110,8 +116,12 @@ class Trainer:
             shuffle=True, seed=cfg.seed, drop_last=True)
         self.steps_per_epoch = len(self.sampler) // (cfg.batch_size * cfg.d_steps)
         if self.steps_per_epoch < 1:
+            fits = len(self.sampler) // cfg.d_steps  # the largest batch one step can fill
+            hint = (f"use --batch-size {fits} or less" if fits else
+                    "add images, or use fewer processes or D steps")
             raise ConfigError(f"{len(self.images)} images are too few for batch size "
-                              f"{cfg.batch_size} x {cfg.d_steps} D steps x {dist.world} processes")
+                              f"{cfg.batch_size} x {cfg.d_steps} D steps x {dist.world} processes: "
+                              f"{hint}")
         self.step = 0
         self.best_fid = float("inf")  # of the --eval-every evaluations so far
         self.evaluate: PeriodicEval | None = None  # with --eval-every, made by fit()
@@ -119,6 +129,8 @@ class Trainer:
         self.reporter: Reporter | None = None
         self._acc = torch.zeros(4, device=device)  # sums of loss_d, loss_g, D(x), D(G(z))
         self._acc_steps = 0
+        self._last_sample: Path | None = None
+        self.summary: TrainSummary | None = None  # rank 0, once fit() returns
 
     @staticmethod
     def _labels(cfg: TrainConfig, images: data.ImageData) -> torch.Tensor | None:
@@ -164,15 +176,17 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             text = json.dumps(cfg.to_dict(), indent=2) + "\n"
             atomic_write(self.out / "config.json", lambda f: f.write(text.encode()))
-            self.reporter = Reporter(self.out, self.total_steps, self.step)
-        log.info("training %s %dpx on %s (%s), %d steps of %d images x %d process(es), "
-                 "precision %s", cfg.dataset, cfg.image_size, self.device, cfg.loss,
+            self.reporter = Reporter(self.out, self.total_steps, self.step,
+                                     budget_s=cfg.max_seconds)
+        log.info("training %s %s %dpx on %s (%s), %d steps of %d images x %d process(es), "
+                 "precision %s", cfg.arch, cfg.dataset, cfg.image_size, self.device, cfg.loss,
                  self.total_steps, cfg.batch_size, self.dist.world,
-                 self.amp_dtype or torch.float32)
+                 PRECISION_NAMES[self.amp_dtype])
         if cfg.eval_every:
             self.evaluate = PeriodicEval(cfg, self.dist)
         self._tick = (time.perf_counter(), self.step)
         self._began = time.perf_counter()
+        first_step, stop = self.step, False
         if self.step >= self.total_steps:
             log.info("nothing to do: the run is at step %d of %d (raise --epochs or --max-steps "
                      "to extend it)", self.step, self.total_steps)
@@ -197,6 +211,16 @@ class Trainer:
                 log.info("stopped at step %d: the --max-seconds budget of %gs is spent",
                          self.step, cfg.max_seconds)
                 break
+        if self.dist.is_main:
+            self.summary = self._summary(self.step - first_step, out_of_time=stop)
+
+    def _summary(self, steps_run: int, out_of_time: bool) -> TrainSummary:
+        per_step = self.cfg.batch_size * self.cfg.d_steps * self.dist.world
+        return TrainSummary(
+            out=self.out, step=self.step, total_steps=self.total_steps, steps_run=steps_run,
+            images=steps_run * per_step, seconds=time.perf_counter() - self._began,
+            out_of_time=out_of_time, sample=self._last_sample,
+            best_fid=self.best_fid if self.best_fid != float("inf") else None)
 
     def _out_of_time(self) -> bool:
         """Whether --max-seconds is spent (on any rank: all ranks stop at the same step)."""
@@ -277,7 +301,7 @@ class Trainer:
 
     # Outputs ----------------------------------------------------------------------------------
 
-    def generator(self) -> Generator:
+    def generator(self) -> AnyGenerator:
         """The generator that samples, evaluations and exports use: the EMA one when kept (with
         fresh BatchNorm statistics), else G itself; in eval mode (put G back with .train())."""
         if self.ema is not None:
@@ -293,11 +317,16 @@ class Trainer:
         self.g.train()
         nrow = (len(self.class_names) if self.fixed_labels is not None
                 else max(1, int(self.cfg.num_samples ** 0.5)))
-        grid = make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
+        # (N, C, S, S) in [-1, 1] -> (N, S, S, C) uint8 as served: round half to even
+        pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+        grid = pictures.grid(list(pixels.numpy()), nrow=nrow)  # gan generate's style
+        grid = pictures.upscale(grid, pictures.auto_scale(grid.shape[1], self.cfg.sample_scale))
         path = self.out / "samples" / f"step-{self.step}.png"
-        atomic_write(path, lambda f: save_image(grid, f, format="png"))
+        atomic_write(path, lambda f: Image.fromarray(grid.squeeze(2) if grid.shape[2] == 1
+                                                     else grid).save(f, format="png"))
+        self._last_sample = path
         assert self.reporter is not None
-        self.reporter.image(self.step, grid)
+        self.reporter.image(self.step, torch.from_numpy(grid).permute(2, 0, 1))
 
     def _save(self, periodic: bool) -> None:
         state = checkpoint.build(self)

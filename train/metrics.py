@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gan.atomic import atomic_write
 
@@ -30,24 +30,46 @@ def _drop_rows_after(path: Path, step: int) -> None:
         atomic_write(path, lambda f: f.write("".join(keep).encode()))
 
 
-class Reporter:
-    """TensorBoard + JSON lines + a rich progress bar on a terminal (plain log lines otherwise)."""
+# The progress bar counts thousandths of the run, so a step count and a time budget share it.
+_BAR = 1000
 
-    def __init__(self, out: Path, total_steps: int, start_step: int) -> None:
+
+class Reporter:
+    """TensorBoard + JSON lines + a rich progress bar on a terminal (plain log lines otherwise).
+
+    With a --max-seconds budget the bar fills with whichever ends the run first, the steps or the
+    time, so its remaining time is the budget's, not that of steps the run will never reach."""
+
+    def __init__(self, out: Path, total_steps: int, start_step: int,
+                 budget_s: float = 0.0) -> None:
         from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
         self.writer = SummaryWriter(log_dir=str(out / "tb"))
         _drop_rows_after(out / "metrics.jsonl", start_step)  # a resumed run logs those again
         self.jsonl = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.total_steps, self.start_step, self.budget_s = total_steps, start_step, budget_s
+        self.started = time.time()
         self.progress: Progress | None = None
         if sys.stderr.isatty():
             self.progress = Progress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("[bold]train"), BarColumn(), TextColumn("{task.fields[where]}"),
                 TextColumn("{task.fields[status]}"), TimeRemainingColumn(), transient=False)
-            self.task = self.progress.add_task("train", total=total_steps, completed=start_step,
-                                               status="")
+            self.task = self.progress.add_task("train", total=_BAR, completed=0,
+                                               where=self.where(start_step), status="")
             self.progress.start()
-        self.started = time.time()
+
+    def fraction(self, step: int) -> float:
+        """How much of this process's run is done: of its steps, or of the time budget."""
+        done = (step - self.start_step) / max(self.total_steps - self.start_step, 1)
+        if self.budget_s:
+            done = max(done, (time.time() - self.started) / self.budget_s)
+        return min(done, 1.0)
+
+    def where(self, step: int) -> str:
+        text = f"step {step}/{self.total_steps}"
+        if self.budget_s:
+            text += f", {time.time() - self.started:.0f}/{self.budget_s:g} s"
+        return text
 
     def scalars(self, step: int, epoch: int, values: dict[str, float]) -> None:
         for k, v in values.items():
@@ -59,7 +81,8 @@ class Reporter:
         status = (f"loss_d {values['loss/d']:.3f} loss_g {values['loss/g']:.3f} "
                   f"{values['speed/images_per_s']:.0f} img/s")
         if self.progress is not None:
-            self.progress.update(self.task, completed=step, status=status)
+            self.progress.update(self.task, completed=round(self.fraction(step) * _BAR),
+                                 where=self.where(step), status=status)
         else:
             log.info("step %d epoch %d %s D(x) %.3f D(G(z)) %.3f", step, epoch, status,
                      values["d/real"], values["d/fake"])
@@ -75,8 +98,8 @@ class Reporter:
         log.info("step %d: %s", step, "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
 
     def image(self, step: int, grid: torch.Tensor) -> None:
-        """grid: (3, H, W) float in [0, 1]."""
-        self.writer.add_image("samples", grid, step)
+        """grid: (C, H, W) uint8, C = 1 or 3."""
+        self.writer.add_image("samples", grid, step, dataformats="CHW")
 
     def close(self) -> None:
         if self.progress is not None:

@@ -14,6 +14,9 @@ discriminator (Miyato & Koyama 2018): logit = last_conv(phi(x)) + <embed(y), sum
 Projection was chosen over label maps concatenated to D's input because it adds one small table
 instead of widening every input, it does not change the unconditional path at all, and it is the
 form that held up best in the cGAN comparisons of that paper.
+
+The fully connected nets of `--arch mlp` are in train.mlp; train.nets builds either from a
+TrainConfig.
 """
 
 from __future__ import annotations
@@ -59,13 +62,20 @@ class Generator(nn.Module):
         self.main = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if z.dim() == 4:
-            z = z.flatten(1)  # (B, nz, 1, 1) -> (B, nz)
-        if self.embed is not None:
-            if labels is None:
-                raise ValueError("this generator is conditional: pass labels (B,) int64")
-            z = torch.cat([z, self.embed(labels).to(z.dtype)], dim=1)  # (B, nz + label_dim)
-        return self.main(z[:, :, None, None])
+        return self.main(with_labels(z, self.embed, labels)[:, :, None, None])
+
+
+def with_labels(z: torch.Tensor, embed: nn.Embedding | None, labels: torch.Tensor | None
+                ) -> torch.Tensor:
+    """A generator's input: z (B, nz) or (B, nz, 1, 1) -> (B, nz), joined with embed(labels)
+    (B, label_dim) for a conditional generator (embed not None)."""
+    if z.dim() == 4:
+        z = z.flatten(1)  # (B, nz, 1, 1) -> (B, nz)
+    if embed is None:
+        return z
+    if labels is None:
+        raise ValueError("this generator is conditional: pass labels (B,) int64")
+    return torch.cat([z, embed(labels).to(z.dtype)], dim=1)  # (B, nz + label_dim)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -112,9 +122,12 @@ class Discriminator(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """DCGAN init: convolutions N(0, 0.02); norm weights N(1, 0.02) and biases 0."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+    """DCGAN init, for both architectures: convolution and Linear weights N(0, 0.02), their
+    biases 0; norm weights N(1, 0.02) and biases 0. (Label embeddings keep their own init.)"""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)

@@ -5,6 +5,7 @@ to the end, closing everything on every path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,18 @@ from train import checkpoint
 from train import distributed as distrib
 from train.config import ConfigError, TrainConfig
 from train.loop import Trainer
+from train.summary import TrainSummary
 
 # Flags that may change when a run is resumed; everything else is the run's identity.
 RESUMABLE = {"epochs", "max_steps", "max_seconds", "log_every", "checkpoint_every",
-             "keep_checkpoints", "device", "data_dir", "out", "eval_every"}
+             "keep_checkpoints", "device", "data_dir", "out", "eval_every", "sample_scale"}
 # (not eval_images: FID depends on the sample count, and best_fid must stay comparable)
 
 
-def run(overrides: dict[str, Any], out: str, resume: bool = False) -> Path:
+def run(overrides: dict[str, Any], out: str, resume: bool = False,
+        report: Callable[[TrainSummary], None] | None = None) -> Path:
     """Train in run directory `out` with TrainConfig defaults overridden by `overrides`; returns
-    the run directory."""
+    the run directory. `report` gets the closing summary (on rank 0 only)."""
     cfg, ckpt = resolve_config(overrides, Path(out), resume)
     device = distrib.resolve_device(cfg.device)
     dist = distrib.init(device)
@@ -38,6 +41,8 @@ def run(overrides: dict[str, Any], out: str, resume: bool = False) -> Path:
             trainer.fit()
         finally:
             trainer.close()
+        if report is not None and trainer.summary is not None:
+            report(trainer.summary)
     finally:
         dist.close()
     return Path(cfg.out)

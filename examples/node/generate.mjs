@@ -1,12 +1,14 @@
 // Generate images from a dcgan-forge ONNX generator with onnxruntime-node.
 //
-//   node generate.mjs MODEL.onnx [COUNT] [FIRST.pnm]
+//   node generate.mjs MODEL.onnx [COUNT] [FIRST.pnm] [--label NAME|INDEX]
 //
-// Everything comes from the model file itself: the latent size, image shape, output kind and
-// latent distribution are in its metadata_props (read below with a few lines of protobuf
-// decoding, since onnxruntime's JavaScript API does not expose them). Prints a JSON summary,
-// exits 1 if the images do not have the promised shape, type or range, and optionally writes the
-// first image as a PGM/PPM file.
+// Everything comes from the model file itself: the latent size, image shape, output kind, latent
+// distribution and, for a conditional model, its class names are in its metadata_props (read
+// below with a few lines of protobuf decoding, since onnxruntime's JavaScript API does not expose
+// them). A conditional model gets one label per image: --label's class for all of them (a name,
+// any case, or an index, as in `gan generate --label`), or without it the classes in turn
+// (image i gets class i % classes). Prints a JSON summary, exits 1 if the images do not have the
+// promised shape, type or range, and optionally writes the first image as a PGM/PPM file.
 import { readFileSync, writeFileSync } from "node:fs";
 import ort from "onnxruntime-node";
 
@@ -90,9 +92,39 @@ function writePnm(path, images, meta) {
   writeFileSync(path, Buffer.concat([header, pixels]));
 }
 
+// --label NAME|INDEX -> the class index, checked against the model's classes like the CLI does.
+function parseLabel(label, classNames) {
+  if (!classNames.length)
+    throw new Error(`--label ${label}: this model is unconditional (it has no classes)`);
+  const byName = classNames.findIndex((n) => n.toLowerCase() === label.toLowerCase());
+  if (byName >= 0) return byName;
+  if (/^-?\d+$/.test(label)) {
+    const index = Number(label);
+    if (index >= 0 && index < classNames.length) return index;
+    throw new Error(`--label ${label} is out of range, this model has ${classNames.length} ` +
+      `classes (0 to ${classNames.length - 1})`);
+  }
+  throw new Error(`--label ${label}: no such class; give an index (0 to ` +
+    `${classNames.length - 1}) or one of: ${classNames.join(", ")}`);
+}
+
+function parseArgs(argv) {
+  const positional = [];
+  let label;
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--label") {
+      label = argv[++i];
+      if (label === undefined) throw new Error("--label needs a class name or index");
+    } else positional.push(argv[i]);
+  }
+  const [modelPath, countArg = "8", pnmPath] = positional;
+  return { modelPath, countArg, pnmPath, label };
+}
+
 async function main() {
-  const [modelPath, countArg = "8", pnmPath] = process.argv.slice(2);
-  if (!modelPath) throw new Error("usage: node generate.mjs MODEL.onnx [COUNT] [FIRST.pnm]");
+  const { modelPath, countArg, pnmPath, label } = parseArgs(process.argv.slice(2));
+  if (!modelPath)
+    throw new Error("usage: node generate.mjs MODEL.onnx [COUNT] [FIRST.pnm] [--label NAME]");
   const bytes = readFileSync(modelPath);
   const meta = readMetadata(bytes);
   if (meta.format !== "dcgan-forge/generator")
@@ -100,11 +132,24 @@ async function main() {
   if (meta.latent !== "standard_normal")
     throw new Error(`unknown latent distribution ${meta.latent}`);
   const count = Number(countArg);
+  if (!Number.isInteger(count) || count < 1)
+    throw new Error(`COUNT must be a positive integer, got ${countArg}`);
   const [nz, h, w, c] = [meta.nz, meta.height, meta.width, meta.channels].map(Number);
+  const classNames = JSON.parse(meta.class_names ?? "[]");
+  const fixed = label === undefined ? undefined : parseLabel(label, classNames);
 
   const session = await ort.InferenceSession.create(bytes); // one self-contained file
-  const z = new ort.Tensor("float32", standardNormal(count * nz, 0), [count, nz]);
-  const { images } = await session.run({ z });
+  const conditional = session.inputNames.includes("labels"); // exactly when class_names is set
+  if (conditional && !classNames.length)
+    throw new Error(`${modelPath} takes labels but its metadata names no classes`);
+  const feeds = { z: new ort.Tensor("float32", standardNormal(count * nz, 0), [count, nz]) };
+  let labels = [];
+  if (conditional) {
+    // input `labels`: int64 [count], one class index per image
+    labels = Array.from({ length: count }, (_, i) => fixed ?? i % classNames.length);
+    feeds.labels = new ort.Tensor("int64", BigInt64Array.from(labels, BigInt), [count]);
+  }
+  const { images } = await session.run(feeds);
 
   const expected = meta.output === "uint8" ? [count, h, w, c] : [count, c, h, w];
   const [lo, hi] = meta.output === "uint8" ? [0, 255] : [-1, 1];
@@ -125,6 +170,7 @@ async function main() {
   if (pnmPath) writePnm(pnmPath, images, meta);
   const summary = {
     model: modelPath, onnxruntime: ort.env.versions.node, output: meta.output,
+    conditional, labels: labels.map((k) => classNames[k]),
     dims: images.dims, type: images.type, min, max, mean: sum / images.data.length,
     ok: problems.length === 0, problems,
   };

@@ -25,6 +25,24 @@ def test_eval_of_a_run_writes_its_report_beside_it(runs):
     assert "class_accuracy" not in report["classifier"]  # unconditional
 
 
+def test_eval_prints_each_scores_direction_and_the_real_floor(runs, quick_classifier):
+    result = invoke("eval", str(runs[32]), "-n", "200")
+    assert result.exit_code == 0, result.output
+    report = json.loads((runs[32] / "eval.json").read_text())
+    floor = report["floor"]
+    assert floor["n"] == 200 and floor["what"] == "real train vs real test images"
+    assert 0 < floor["fid"] < report["fid"]  # real images beat a 4-step generator
+    fid_line = next(x for x in result.output.splitlines() if x.strip().startswith("FID"))
+    assert "lower is better" in fid_line and f"{floor['fid']:.4g}" in fid_line
+    assert "MMD^2" in result.output and "unscaled" in result.output  # KID's unit
+    assert "higher is better" in result.output
+    cache = next(quick_classifier.rglob("*.floor.json"))  # beside the classifier, computed once
+    cached = json.loads(cache.read_text())["floors"]
+    assert cached["n=200 seed=0"]["fid"] == floor["fid"]
+    again = invoke("eval", str(runs[32]), "-n", "200", "--no-ema")
+    assert again.exit_code == 0 and f"{floor['fid']:.4g}" in again.output
+
+
 def test_onnx_model_scores_as_its_checkpoint(runs, exported, tmp_path):
     """The exported model is scored through ONNX Runtime and matches PyTorch's scores."""
     onnx_out, ckpt_out = tmp_path / "onnx.json", tmp_path / "ckpt.json"

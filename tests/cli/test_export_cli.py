@@ -24,6 +24,11 @@ def test_export_run_dir_then_info(runs, tmp_path):
     assert result.exit_code == 0, result.output
     assert "parity PASS" in result.output and "batch    5" in result.output
     assert (tmp_path / "g.parity.json").is_file()
+    # the closing summary: where the model and report are, and what to run next
+    assert f"wrote {out} (" in result.output and f"parity report {tmp_path / 'g.parity.json'}" \
+        in result.output
+    assert f"gan serve {out} --port 50051" in result.output
+    assert f"gan generate --model {out} -n 64" in result.output
 
     info = invoke("info", str(out), "--json")
     assert info.exit_code == 0, info.output
@@ -45,10 +50,14 @@ def test_export_run_dir_then_info(runs, tmp_path):
     assert json.loads(invoke("info", str(out), "--json").output)["parity"] is None
 
 
-def test_missing_checkpoint(tmp_path):
+def test_missing_checkpoint(runs, tmp_path):
     msg = one_line_user_error(invoke("export", str(tmp_path / "nope.pt"), "--out",
                                      str(tmp_path / "g.onnx")))
     assert "no checkpoint at" in msg
+    best = runs[32] / "checkpoints" / "best.pt"  # a run without --eval-every has none
+    msg = one_line_user_error(invoke("export", str(best), "--out", str(tmp_path / "g.onnx")))
+    assert "best.pt exists only in runs trained with --eval-every" in msg
+    assert str(runs[32] / "checkpoints" / "last.pt") in msg
 
 
 def test_foreign_files(tmp_path):
@@ -89,4 +98,5 @@ def test_gan_main_prints_one_line_and_exits_1(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        f"error: no checkpoint at {tmp_path / 'nope'}: train first, or give a .pt file or run dir"]
+        f"error: no checkpoint at {tmp_path / 'nope'}: train first (gan train --out RUN), or "
+        "give a .pt file or a run directory"]

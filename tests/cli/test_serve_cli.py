@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from gan import pictures
 from gan.cli import app
 from serve import images, latent
 from serve.client import GeneratorClient, request
@@ -166,8 +167,10 @@ def _compare_server_and_local(serve_proc: ServeProcess, g32: Path, tmp_path: Pat
                                 "--out", str(tmp_path / "local.png")])
     assert local.exit_code == 0, local.output
     assert (tmp_path / "remote.png").read_bytes() == (tmp_path / "local.png").read_bytes()
-    grid = np.asarray(Image.open(tmp_path / "remote.png"))
-    assert grid.shape == (3 * 34 + 2, 4 * 34 + 2)  # 4 per row, 3 rows, 2 px padding
+    big = np.asarray(Image.open(tmp_path / "remote.png"))
+    # 4 per row, 3 rows, 2 px padding, upscaled 4x (nearest) to be at least 512 px wide
+    assert big.shape == (4 * (3 * 34 + 2), 4 * (4 * 34 + 2))
+    grid = big[::4, ::4]
     files = sorted((tmp_path / "each").glob("*.png"))
     assert [f.name for f in files] == [f"{i:06d}.png" for i in range(10)]
     with GeneratorClient(serve_proc.address) as client:
@@ -175,7 +178,7 @@ def _compare_server_and_local(serve_proc: ServeProcess, g32: Path, tmp_path: Pat
     for f, w in zip(files, want, strict=True):
         np.testing.assert_array_equal(np.asarray(Image.open(f)), w[:, :, 0])
     np.testing.assert_array_equal(grid[2:34, 2:34], want[0][:, :, 0])
-    assert images.grid(want).shape[:2] == grid.shape
+    np.testing.assert_array_equal(pictures.grid(want)[:, :, 0], grid)
 
 
 def test_generate_errors_are_one_line(tmp_path: Path, g32: Path) -> None:
@@ -230,7 +233,8 @@ def test_generate_label_by_name_or_index_locally_or_through_a_server(
     grids = {(tmp_path / f"{name}.png").read_bytes() for name in runs}
     assert len(grids) == 1, "the four ways to ask for Sneakers gave different images"
     want = _pixels(g32_cond, latent.from_seed(3, 6, 100), [7] * 6)
-    assert grids == {images.png(images.grid(want))}
+    native = pictures.grid(want)  # 3 per row: 104 px wide, so upscaled 5x to 520
+    assert grids == {images.png(pictures.upscale(native, 5))}
     code, _, err = gan_cli("generate", "--model", str(g32_cond), "--label", "Bag", "-n", "6",
                            "--seed", "3", "--out", str(tmp_path / "bag.png"))
     assert code == 0, err
@@ -280,6 +284,8 @@ def test_bad_label_is_one_line(gan_cli, g32: Path, g32_cond: Path,
     (["--interpolate", "1", "2", "-n", "4"], "-n does not go with --interpolate"),
     (["--interpolate", "1", "2", "--seed", "4"], "--seed does not go with --interpolate"),
     (["--interpolate", "1", "-2"], "seeds must be between 0 and 2^64 - 1"),
+    (["--interpolate", "1"], "--interpolate takes two seeds, e.g. --interpolate 1 2 (got 1 --out)"),
+    (["stray"], "unexpected argument 'stray'"),
 ])
 def test_bad_interpolation_flags_are_one_line(gan_cli, g32: Path, tmp_path: Path,
                                               args: list[str], message: str) -> None:
@@ -308,7 +314,8 @@ def test_interpolation_strip_and_gif_locally_and_through_a_server(
                                              latent.from_seed(12, 1, 100)]), [8, 8])
     assert want[0].tobytes() == ends[0].tobytes() and want[-1].tobytes() == ends[1].tobytes()
     strip = np.asarray(Image.open(tmp_path / "model.png"))
-    assert strip.shape == (32 + 4, steps * 34 + 2)  # one row, 2 px padding
+    assert strip.shape == (3 * (32 + 4), 3 * (steps * 34 + 2))  # one row, 2 px padding, 3x
+    strip = strip[::3, ::3]
     for i, w in enumerate(want):
         np.testing.assert_array_equal(strip[2:34, 2 + 34 * i:34 + 34 * i], w[:, :, 0])
     each = sorted((tmp_path / "server-gif").glob("*.png"))
@@ -318,7 +325,9 @@ def test_interpolation_strip_and_gif_locally_and_through_a_server(
     assert len({w.tobytes() for w in want}) == steps and gif.n_frames == steps
     for i, w in enumerate(want):
         gif.seek(i)
-        np.testing.assert_array_equal(np.asarray(gif.convert("L")), w[:, :, 0])
+        frame = np.asarray(gif.convert("L"))  # 32 px frames upscaled 16x to 512 px
+        assert frame.shape == (512, 512)
+        np.testing.assert_array_equal(frame[::16, ::16], w[:, :, 0])
 
 
 def test_interpolation_of_an_unconditional_model(gan_cli, g32: Path, tmp_path: Path) -> None:
@@ -327,9 +336,49 @@ def test_interpolation_of_an_unconditional_model(gan_cli, g32: Path, tmp_path: P
     assert code == 0, err
     assert "10 images" in out and "seeds 3 -> 4, 10 frames" in out and "class" not in out
     strip = np.asarray(Image.open(tmp_path / "s.png"))
-    assert strip.shape == (36, 10 * 34 + 2)
+    assert strip.shape == (2 * 36, 2 * (10 * 34 + 2))  # upscaled 2x to be >= 512 px wide
+    strip = strip[::2, ::2]
     ends = _pixels(g32, np.concatenate([latent.from_seed(3, 1, 100),
                                         latent.from_seed(4, 1, 100)]))
     np.testing.assert_array_equal(strip[2:34, 2:34], ends[0][:, :, 0])
     np.testing.assert_array_equal(strip[2:34, 2 + 34 * 9:34 * 10], ends[1][:, :, 0])
 
+
+
+def test_generate_scale_and_resample(gan_cli, g32: Path, tmp_path: Path) -> None:
+    pictures_ = {}
+    for args in (["--scale", "1"], ["--scale", "3"], ["--scale", "3", "--resample", "lanczos"]):
+        path = tmp_path / f"{'-'.join(args)}.png"
+        code, _, err = gan_cli("generate", "--model", str(g32), "-n", "4", "--seed", "2",
+                               "--out", str(path), *args)
+        assert code == 0, err
+        pictures_[" ".join(args)] = np.asarray(Image.open(path))
+    native = pictures_["--scale 1"]
+    assert native.shape == (2 * 34 + 2, 2 * 34 + 2)
+    np.testing.assert_array_equal(pictures_["--scale 3"], native.repeat(3, 0).repeat(3, 1))
+    smooth = pictures_["--scale 3 --resample lanczos"]
+    assert smooth.shape == (3 * 70, 3 * 70) and not np.array_equal(smooth,
+                                                                  pictures_["--scale 3"])
+    code, _, err = gan_cli("generate", "--model", str(g32), "-n", "4", "--scale", "-1",
+                           "--out", str(tmp_path / "bad.png"))
+    assert code == 1 and "--scale must not be negative" in err
+
+
+def test_generate_through_a_server_streams_past_the_unary_limit(gan_cli, g32: Path,
+                                                                tmp_path: Path) -> None:
+    with running(g32, max_images_per_request=64, max_images_per_stream=300) as s:
+        code, out, err = gan_cli("generate", "--server", s.address, "-n", "300", "--seed", "1",
+                                 "--scale", "1", "--out", str(tmp_path / "many.png"))
+        assert code == 0, err
+        assert "for 300 images" in out
+        local = tmp_path / "local.png"
+        code, _, err = gan_cli("generate", "--model", str(g32), "-n", "300", "--seed", "1",
+                               "--scale", "1", "--out", str(local))
+        assert code == 0, err
+        assert (tmp_path / "many.png").read_bytes() == local.read_bytes()
+        for args, flag in ((["-n", "301"], "-n 301"),
+                           (["--interpolate", "1", "2", "--steps", "301"], "--steps 301")):
+            code, _, err = gan_cli("generate", "--server", s.address, *args,
+                                   "--out", str(tmp_path / "x.png"))
+            assert code == 1 and err.startswith(f"error: {flag}: the server at "), err
+            assert "at most 300 images" in err and "--model" in err

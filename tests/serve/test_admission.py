@@ -10,10 +10,11 @@ import grpc
 import numpy as np
 import pytest
 
+from serve import images, latent
 from serve._proto.gan.v1 import generator_pb2 as pb
 from serve.client import GeneratorClient, request
 from serve.server import GeneratorServer
-from tests.helpers import running
+from tests.helpers import reference, reference_latent, running
 
 NZ = 100
 
@@ -24,7 +25,7 @@ def _invalid_requests() -> dict[str, tuple[pb.GenerateRequest, str]]:
 
     nan = [0.0] * (2 * NZ - 1) + [float("nan")]
     return {
-        "zero images": (req(num_images=0, seed=1), "num_images must be between 1 and 64"),
+        "zero images": (req(num_images=0, seed=1), "num_images must be between 1 and "),
         "too many images": (req(num_images=65, seed=1), "num_images must be between 1 and 64"),
         "short latent": (req(num_images=2, latent=[0.0] * (2 * NZ - 1)), "has 199 values"),
         "long latent": (req(num_images=1, latent=[0.0] * (NZ + 1)), "has 101 values"),
@@ -41,8 +42,10 @@ def _invalid_requests() -> dict[str, tuple[pb.GenerateRequest, str]]:
 def test_invalid_input_is_invalid_argument(server: GeneratorServer, name: str) -> None:
     bad, message = _invalid_requests()[name]
     with GeneratorClient(server.address) as client:
-        for call in (client.stub.Generate, lambda r, timeout: list(
-                client.stub.GenerateStream(r, timeout=timeout))):
+        calls = [client.stub.Generate]
+        if name != "too many images":  # for Generate; a stream has its own, larger limit
+            calls.append(lambda r, timeout: list(client.stub.GenerateStream(r, timeout=timeout)))
+        for call in calls:
             with pytest.raises(grpc.RpcError) as e:
                 call(bad, timeout=10)
             assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
@@ -82,6 +85,36 @@ def test_unary_response_over_the_message_limit_points_to_the_stream(
         parts = list(client.generate_stream(40, seed=1, format="raw_float32"))
         assert sum(len(p.images) for p in parts) == 40 and len(parts) == 2  # 21 per 1 MiB
         assert [p.first_index for p in parts] == sorted({p.first_index for p in parts})
+
+
+def test_streams_have_their_own_limit_and_are_made_in_parts(models: dict[str, Path]) -> None:
+    """A stream may ask for more images than Generate and than the whole queue holds: it is
+    queued in parts of max_images_per_request, with the same images as one big draw."""
+    with running(models["g32"], max_batch_size=8, max_queue_size=32,
+                 max_images_per_request=16, max_images_per_stream=100) as s, \
+            GeneratorClient(s.address) as client:
+        info = client.model_info()
+        assert (info.max_images_per_request, info.max_images_per_stream) == (16, 100)
+        with pytest.raises(grpc.RpcError) as e:
+            client.generate(17, seed=3)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "GenerateStream takes up to 100" in e.value.details()
+        parts = list(client.generate_stream(100, seed=3, format="raw_uint8"))
+        got = [im for p in parts for im in p.images]
+        starts = [0] + list(np.cumsum([len(p.images) for p in parts]))[:-1]
+        assert [p.first_index for p in parts] == starts  # in order, none missing
+        want = images.to_uint8(reference(models["g32"], 3, 100))  # (100, H, W, C), batch 1
+        assert [g.tobytes() for g in got] == [w.tobytes() for w in want]
+        z = latent.from_seed(4, 40, NZ)
+        streamed = [im for p in client.generate_stream(40, latent=z, format="raw_uint8")
+                    for im in p.images]
+        assert [g.tobytes() for g in streamed] == [w.tobytes() for w in
+                                                   images.to_uint8(reference_latent(
+                                                       models["g32"], z))]
+        with pytest.raises(grpc.RpcError) as e:
+            list(client.generate_stream(101, seed=3))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "between 1 and 100" in e.value.details()
 
 
 def test_full_queue_is_resource_exhausted_and_the_server_keeps_serving(

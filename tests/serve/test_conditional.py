@@ -240,3 +240,19 @@ def test_bad_labels_do_not_disturb_good_requests_in_the_same_batch(
         assert [results[i] for i in range(len(goods))] == solo
         assert s.metrics.value("gan_serve_requests_total", method="Generate",
                                code="INTERNAL") == 0
+
+
+def test_a_long_stream_keeps_each_images_label(cond: GeneratorServer,
+                                               models: dict[str, Path]) -> None:
+    """150 images in parts of 64: image i still gets class i % 10 (no labels sent) or its own."""
+    from serve.generation import Local
+
+    local = Local(str(models["g32_cond"]), "cpu")
+    with GeneratorClient(cond.address) as client:
+        cycled = [im for p in client.generate_stream(150, seed=5, format="raw_uint8")
+                  for im in p.images]
+        one = [im for p in client.generate_stream(150, seed=5, labels=7, format="raw_uint8")
+               for im in p.images]
+    assert [a.tobytes() for a in cycled] == [b.tobytes() for b in local.images(150, seed=5)]
+    assert [a.tobytes() for a in one] == [b.tobytes() for b in local.images(150, seed=5,
+                                                                              label=[7])]

@@ -153,6 +153,18 @@ def test_prometheus_endpoint(server: GeneratorServer) -> None:
         assert name in text, name
 
 
+def test_every_queried_series_exists_before_its_first_event(models: dict[str, Path]) -> None:
+    with running(models["g32"], metrics_port=0) as s:
+        url = f"http://127.0.0.1:{s.metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+    for line in ('gan_serve_images_dropped_total{reason="deadline"} 0.0',
+                 'gan_serve_images_dropped_total{reason="cancelled"} 0.0',
+                 'gan_serve_requests_total{code="RESOURCE_EXHAUSTED",method="Generate"} 0.0',
+                 'gan_serve_requests_total{code="OK",method="GenerateStream"} 0.0',
+                 'gan_serve_request_seconds_count{method="Generate"} 0.0'):
+        assert line in text.splitlines(), line
+
+
 def test_reflection_lists_the_services(server: GeneratorServer) -> None:
     import grpc
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc

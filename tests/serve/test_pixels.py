@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gan import pictures
 from serve import images, latent
 from serve.model import ServedModel
 
@@ -80,10 +81,36 @@ def test_png_round_trip_grayscale_and_rgb() -> None:
 
 def test_grid_layout() -> None:
     ims = [np.full((4, 4, 1), i + 1, np.uint8) for i in range(5)]
-    g = images.grid(ims, padding=2)  # 3 per row, 2 rows
+    g = pictures.grid(ims)  # 3 per row, 2 rows, 2 px padding
     assert g.shape == (2 * 6 + 2, 3 * 6 + 2, 1)
-    assert g[2, 2, 0] == 1 and g[2, 8, 0] == 2 and g[8, 2, 0] == 4 and g[8, 14, 0] == 0
-    assert g[0, :, 0].max() == 0  # padding is black
+    assert g[2, 2, 0] == 1 and g[2, 8, 0] == 2 and g[8, 2, 0] == 4 and g[8, 14, 0] == 255
+    assert g[0, :, 0].min() == 255  # padding is white, as in training's sample grids
+
+
+def test_upscaling_makes_pictures_big_enough_to_see() -> None:
+    assert pictures.auto_scale(138) == 4 and pictures.auto_scale(274) == 2  # >= 512 px wide
+    assert pictures.auto_scale(32) == 16 and pictures.auto_scale(600) == 1
+    assert pictures.auto_scale(138, scale=3) == 3
+    rng = np.random.default_rng(2)
+    for c in (1, 3):
+        im = rng.integers(0, 256, (4, 6, c), dtype=np.uint8)
+        big = pictures.upscale(im, 3)
+        assert big.shape == (12, 18, c) and big.dtype == np.uint8
+        np.testing.assert_array_equal(big[::3, ::3], im)  # nearest: exact blocks
+        np.testing.assert_array_equal(big[2::3, 2::3], im)
+        smooth = pictures.upscale(im, 3, "lanczos")
+        assert smooth.shape == (12, 18, c) and not np.array_equal(smooth, big)
+    assert pictures.upscale(im, 1) is im
+    with pytest.raises(ValueError, match="nearest or lanczos"):
+        pictures.upscale(im, 2, "bicubic")
+
+
+@pytest.mark.parametrize("part", [1, 7, 50, 64])
+def test_a_seed_drawn_in_parts_gives_the_same_rows(part: int) -> None:
+    whole = latent.from_seed(5, 50, 100)
+    parts = list(latent.from_seed_in_parts(5, 50, 100, part))
+    assert [len(p) for p in parts] == [min(part, 50 - i) for i in range(0, 50, part)]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
 def test_slerp_ends_are_exact_and_the_path_follows_the_formula() -> None:

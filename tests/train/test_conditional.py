@@ -54,9 +54,10 @@ def test_conditional_training_on_fashion_mnist(tmp_path: Path, loss: str) -> Non
     assert g.num_classes == 10
     with torch.no_grad():
         assert g(torch.randn(2, 100), torch.tensor([7, 7])).shape == (2, 1, 32, 32)
-    # the sample grid has one column per class: 10 x (32 + 2 px padding) + 2
+    # the sample grid has one column per class: 10 x (32 + 2 px padding) + 2, upscaled 2x to
+    # be at least 512 px wide
     grid = Image.open(out / "samples" / "step-3.png")
-    assert grid.width == 10 * 34 + 2 and grid.height == 2 * 34 + 2  # 16 samples -> 2 rows of 10
+    assert grid.width == 2 * (10 * 34 + 2) and grid.height == 2 * (2 * 34 + 2)  # 2 rows of 10
 
 
 def test_conditional_needs_labelled_data(tmp_path: Path) -> None:

@@ -36,3 +36,7 @@ def test_two_process_ddp_run(tmp_path: Path, loss: str) -> None:
     # images/s counts both processes' batches
     assert json.loads(lines[-1])["speed/images_per_s"] > 0
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-3.png"]
+    # only rank 0 logs progress and prints the closing summary
+    assert done.stderr.count("INFO train.loop: training ") == 1, done.stderr[-3000:]
+    assert done.stderr.count("INFO train.data: ") == 1
+    assert done.stdout.count("trained 3 steps (96 images)") == 1, done.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -22,7 +23,12 @@ def test_run_writes_everything(tiny_run: Path) -> None:
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["channels"] == 1 and config["dataset"] == "fashion-mnist"  # resolved
     grid = Image.open(tiny_run / "samples" / "step-4.png")
-    assert grid.size == (4 * 34 + 2, 4 * 34 + 2)  # 16 samples, 4 x 4, 2 px padding
+    # 16 samples, 4 x 4, 2 px white padding, grayscale like gan generate's grids, upscaled 4x
+    # (nearest) to be at least 512 px wide
+    assert grid.mode == "L" and grid.size == (4 * (4 * 34 + 2), 4 * (4 * 34 + 2))
+    pixels = np.asarray(grid)[::4, ::4]
+    assert pixels[0].min() == 255 and pixels[:, 0].min() == 255
+    np.testing.assert_array_equal(np.asarray(grid), pixels.repeat(4, 0).repeat(4, 1))
     lines = [json.loads(x) for x in (tiny_run / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [2, 4]
     assert {"loss/d", "loss/g", "d/real", "d/fake", "speed/images_per_s"} <= set(lines[0])
@@ -89,6 +95,11 @@ def test_d_steps_consume_a_batch_each(tmp_path: Path) -> None:
     assert int(next(iter(optimizer_d.values()))["step"]) == 3  # ... after three D steps
 
 
+def test_sample_scale_sets_the_grid_size(tmp_path: Path) -> None:
+    out = train_tiny(tmp_path / "run", max_steps=1, log_every=1, num_samples=4, sample_scale=1)
+    assert Image.open(out / "samples" / "step-1.png").size == (2 * 34 + 2, 2 * 34 + 2)
+
+
 def test_an_epoch_ends_with_a_sample(tmp_path: Path) -> None:
     # 10000 test images / (batch 1000) = 10 steps per epoch; 2 epochs.
     out = train_tiny(tmp_path / "epochs", batch_size=1000, epochs=2, log_every=5)
@@ -127,6 +138,12 @@ def test_eval_every_logs_scores_and_keeps_the_best_checkpoint(tmp_path: Path) ->
     best = checkpoint.load(out / "checkpoints" / "best.pt")
     assert best["best_fid"] == pytest.approx(min(r["eval/fid"] for r in evals), rel=1e-5)
     assert best["step"] == min(evals, key=lambda r: r["eval/fid"])["step"]
+
+
+def test_a_batch_larger_than_the_data_suggests_a_batch_size(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="8 images are too few for batch size 128 .*: use "
+                                          "--batch-size 8 or less"):
+        train_on_flat_folder(tmp_path, max_steps=1, batch_size=128)
 
 
 def test_eval_every_on_data_without_classes_fails_before_training(tmp_path: Path) -> None:

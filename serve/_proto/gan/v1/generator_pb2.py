@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#serve/_proto/gan/v1/generator.proto\x12\x06gan.v1\"\x86\x01\n\x0fGenerateRequest\x12\x12\n\nnum_images\x18\x01 \x01(\r\x12\x11\n\x04seed\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\x0e\n\x06latent\x18\x03 \x03(\x02\x12#\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x13.gan.v1.ImageFormat\x12\x0e\n\x06labels\x18\x05 \x03(\x05\x42\x07\n\x05_seed\"k\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x10\n\x08\x63hannels\x18\x04 \x01(\r\x12#\n\x06\x66ormat\x18\x05 \x01(\x0e\x32\x13.gan.v1.ImageFormat\"t\n\x10GenerateResponse\x12\x1d\n\x06images\x18\x01 \x03(\x0b\x32\r.gan.v1.Image\x12\x11\n\x04seed\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x13\n\x0b\x66irst_index\x18\x04 \x01(\rB\x07\n\x05_seed\"\x15\n\x13GetModelInfoRequest\"\xc9\x02\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\n\n\x02nz\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x10\n\x08\x63hannels\x18\x05 \x01(\r\x12\x13\n\x0b\x63lass_names\x18\x06 \x03(\t\x12\x0f\n\x07\x64\x61taset\x18\x07 \x01(\t\x12\x1e\n\x16max_images_per_request\x18\x08 \x01(\r\x12\x16\n\x0emax_batch_size\x18\t \x01(\r\x12\x19\n\x11max_message_bytes\x18\n \x01(\x04\x12\x10\n\x08provider\x18\x0b \x01(\t\x12\x31\n\x08metadata\x18\x0c \x03(\x0b\x32\x1f.gan.v1.ModelInfo.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*{\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x1a\n\x16IMAGE_FORMAT_RAW_UINT8\x10\x02\x12\x1c\n\x18IMAGE_FORMAT_RAW_FLOAT32\x10\x03\x32\xd1\x01\n\tGenerator\x12=\n\x08Generate\x12\x17.gan.v1.GenerateRequest\x1a\x18.gan.v1.GenerateResponse\x12\x45\n\x0eGenerateStream\x12\x17.gan.v1.GenerateRequest\x1a\x18.gan.v1.GenerateResponse0\x01\x12>\n\x0cGetModelInfo\x12\x1b.gan.v1.GetModelInfoRequest\x1a\x11.gan.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#serve/_proto/gan/v1/generator.proto\x12\x06gan.v1\"\x86\x01\n\x0fGenerateRequest\x12\x12\n\nnum_images\x18\x01 \x01(\r\x12\x11\n\x04seed\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\x0e\n\x06latent\x18\x03 \x03(\x02\x12#\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x13.gan.v1.ImageFormat\x12\x0e\n\x06labels\x18\x05 \x03(\x05\x42\x07\n\x05_seed\"k\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x10\n\x08\x63hannels\x18\x04 \x01(\r\x12#\n\x06\x66ormat\x18\x05 \x01(\x0e\x32\x13.gan.v1.ImageFormat\"t\n\x10GenerateResponse\x12\x1d\n\x06images\x18\x01 \x03(\x0b\x32\r.gan.v1.Image\x12\x11\n\x04seed\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x13\n\x0b\x66irst_index\x18\x04 \x01(\rB\x07\n\x05_seed\"\x15\n\x13GetModelInfoRequest\"\xe8\x02\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\n\n\x02nz\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x10\n\x08\x63hannels\x18\x05 \x01(\r\x12\x13\n\x0b\x63lass_names\x18\x06 \x03(\t\x12\x0f\n\x07\x64\x61taset\x18\x07 \x01(\t\x12\x1e\n\x16max_images_per_request\x18\x08 \x01(\r\x12\x16\n\x0emax_batch_size\x18\t \x01(\r\x12\x19\n\x11max_message_bytes\x18\n \x01(\x04\x12\x10\n\x08provider\x18\x0b \x01(\t\x12\x31\n\x08metadata\x18\x0c \x03(\x0b\x32\x1f.gan.v1.ModelInfo.MetadataEntry\x12\x1d\n\x15max_images_per_stream\x18\r \x01(\r\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*{\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x1a\n\x16IMAGE_FORMAT_RAW_UINT8\x10\x02\x12\x1c\n\x18IMAGE_FORMAT_RAW_FLOAT32\x10\x03\x32\xd1\x01\n\tGenerator\x12=\n\x08Generate\x12\x17.gan.v1.GenerateRequest\x1a\x18.gan.v1.GenerateResponse\x12\x45\n\x0eGenerateStream\x12\x17.gan.v1.GenerateRequest\x1a\x18.gan.v1.GenerateResponse0\x01\x12>\n\x0cGetModelInfo\x12\x1b.gan.v1.GetModelInfoRequest\x1a\x11.gan.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELINFO_METADATAENTRY']._loaded_options = None
   _globals['_MODELINFO_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_IMAGEFORMAT']._serialized_start=766
-  _globals['_IMAGEFORMAT']._serialized_end=889
+  _globals['_IMAGEFORMAT']._serialized_start=797
+  _globals['_IMAGEFORMAT']._serialized_end=920
   _globals['_GENERATEREQUEST']._serialized_start=48
   _globals['_GENERATEREQUEST']._serialized_end=182
   _globals['_IMAGE']._serialized_start=184
@@ -44,9 +44,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETMODELINFOREQUEST']._serialized_start=411
   _globals['_GETMODELINFOREQUEST']._serialized_end=432
   _globals['_MODELINFO']._serialized_start=435
-  _globals['_MODELINFO']._serialized_end=764
-  _globals['_MODELINFO_METADATAENTRY']._serialized_start=717
-  _globals['_MODELINFO_METADATAENTRY']._serialized_end=764
-  _globals['_GENERATOR']._serialized_start=892
-  _globals['_GENERATOR']._serialized_end=1101
+  _globals['_MODELINFO']._serialized_end=795
+  _globals['_MODELINFO_METADATAENTRY']._serialized_start=748
+  _globals['_MODELINFO_METADATAENTRY']._serialized_end=795
+  _globals['_GENERATOR']._serialized_start=923
+  _globals['_GENERATOR']._serialized_end=1132
 # @@protoc_insertion_point(module_scope)

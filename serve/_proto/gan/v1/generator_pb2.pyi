@@ -63,7 +63,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_id", "nz", "height", "width", "channels", "class_names", "dataset", "max_images_per_request", "max_batch_size", "max_message_bytes", "provider", "metadata")
+    __slots__ = ("model_id", "nz", "height", "width", "channels", "class_names", "dataset", "max_images_per_request", "max_batch_size", "max_message_bytes", "provider", "metadata", "max_images_per_stream")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +83,7 @@ class ModelInfo(_message.Message):
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    MAX_IMAGES_PER_STREAM_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     nz: int
     height: int
@@ -95,4 +96,5 @@ class ModelInfo(_message.Message):
     max_message_bytes: int
     provider: str
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, model_id: _Optional[str] = ..., nz: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., channels: _Optional[int] = ..., class_names: _Optional[_Iterable[str]] = ..., dataset: _Optional[str] = ..., max_images_per_request: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., provider: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    max_images_per_stream: int
+    def __init__(self, model_id: _Optional[str] = ..., nz: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., channels: _Optional[int] = ..., class_names: _Optional[_Iterable[str]] = ..., dataset: _Optional[str] = ..., max_images_per_request: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., provider: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., max_images_per_stream: _Optional[int] = ...) -> None: ...

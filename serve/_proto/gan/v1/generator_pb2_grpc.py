@@ -67,9 +67,13 @@ class GeneratorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GenerateStream(self, request, context):
-        """Like Generate, for large requests: the images arrive in order, in several responses, as soon
-        as each part is made (each response holds the next images; `first_index` says where they
-        go). Every response carries the same `seed` and `model_id`.
+        """Like Generate, for large requests (up to ModelInfo.max_images_per_stream images): the images
+        arrive in order, in several responses, as soon as each part is made (each response holds the
+        next images; `first_index` says where they go). Every response carries the same `seed` and
+        `model_id`. The server makes the images in parts of at most max_images_per_request, each
+        queued when the one before is running, so a stream's memory does not grow with its size; a
+        part that finds the queue full ends the stream with RESOURCE_EXHAUSTED after the images
+        already sent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

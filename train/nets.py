@@ -1,0 +1,32 @@
+"""Either architecture from a TrainConfig: DCGAN (train.model) or the fully connected GAN
+(train.mlp, `--arch mlp`). Both generators have nz and num_classes and map z (B, nz) [, labels
+(B,)] to images (B, C, S, S); both discriminators map images [, labels] to logits (B,)."""
+
+from __future__ import annotations
+
+from train.config import TrainConfig
+from train.mlp import MLPDiscriminator, MLPGenerator
+from train.model import Discriminator, Generator
+
+AnyGenerator = Generator | MLPGenerator
+AnyDiscriminator = Discriminator | MLPDiscriminator
+
+
+def build_generator(cfg: TrainConfig, num_classes: int = 0) -> AnyGenerator:
+    """cfg's generator (cfg.channels resolved), with PyTorch's default init (the trainer then
+    applies train.model.init_weights)."""
+    if cfg.arch == "mlp":
+        return MLPGenerator(cfg.nz, cfg.mlp_hidden_g, cfg.channels, cfg.image_size,
+                            num_classes=num_classes, label_dim=cfg.label_dim,
+                            batch_norm=cfg.mlp_batch_norm)
+    return Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size, num_classes=num_classes,
+                     label_dim=cfg.label_dim)
+
+
+def build_discriminator(cfg: TrainConfig, num_classes: int = 0) -> AnyDiscriminator:
+    """cfg's discriminator (cfg.channels resolved), with PyTorch's default init."""
+    if cfg.arch == "mlp":
+        return MLPDiscriminator(cfg.mlp_hidden_d, cfg.channels, cfg.image_size,
+                                norm=cfg.resolved_d_norm, num_classes=num_classes)
+    return Discriminator(cfg.ndf, cfg.channels, cfg.image_size, norm=cfg.resolved_d_norm,
+                         num_classes=num_classes)
