@@ -144,13 +144,15 @@ def _env() -> dict[str, str]:
     return os.environ | {"PYTHONPATH": path}
 
 
-def start_server(model: Path, providers: str, max_batch: int) -> tuple[subprocess.Popen, str]:
+def start_server(model: Path, providers: str, max_batch: int, *flags: str
+                 ) -> tuple[subprocess.Popen, str]:
+    """`gan serve MODEL ... FLAGS` -> (process, address) once it prints its `serving` line."""
     env = _env()
     log = tempfile.TemporaryFile("w+")  # the server's log, read back only if it fails to start
     proc = subprocess.Popen(
         [sys.executable, "-m", "gan", "serve", str(model), "--port", "0", "--providers",
          providers, "--max-batch-size", str(max_batch), "--max-queue-size", "8192",
-         "--max-images-per-request", "64", "--grace-s", "5"],
+         "--max-images-per-request", "64", "--grace-s", "5", *flags],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     line = proc.stdout.readline()
     if not line.startswith("serving "):
@@ -158,7 +160,8 @@ def start_server(model: Path, providers: str, max_batch: int) -> tuple[subproces
         proc.wait()
         log.seek(0)
         err = log.read().strip().splitlines()[-1:]
-        raise SystemExit(f"gan serve did not start on {model}: {line or err!r}")
+        raise SystemExit(f"gan serve {' '.join(flags)} did not start on {model}: "
+                         f"{line or err!r}")
     return proc, line.split()[3]
 
 
@@ -281,11 +284,16 @@ def main() -> None:
             report["models"].append({"model": model.name, "raw_ort": raw, "batched": batched,
                                      "unbatched": unbatched,
                                      "ratios": ratios(raw, batched, unbatched)})
+    emit(report, args.out)
+
+
+def emit(report: dict[str, Any], out: Path | None) -> None:
+    """Print the report as JSON, and write it to `out` too (atomically) when given."""
     text = json.dumps(report, indent=2)
-    if args.out:
+    if out:
         from gan.atomic import atomic_write
 
-        atomic_write(args.out, lambda f: f.write(text.encode()))
+        atomic_write(out, lambda f: f.write(text.encode()))
     print(text)
 
 

@@ -14,14 +14,20 @@ import typer
 from gan.choices import PROVIDERS
 from gan.fielddoc import choices, help_for
 from serve.config import RESAMPLES, GenerateConfig, ServeConfig, ServeConfigError
+from serve.ray_config import RayConfig
 
 _S = ServeConfig()
+_R = RayConfig()
 Provider = choices("Provider", PROVIDERS)
 Resample = choices("Resample", RESAMPLES)
 
 
 def _h(name: str) -> str:
     return help_for(ServeConfig, name)
+
+
+def _r(name: str) -> str:
+    return help_for(RayConfig, name)
 
 
 def _g(name: str) -> str:
@@ -59,16 +65,31 @@ def serve(
     tls_cert: Annotated[str | None, typer.Option(help=_h("tls_cert"))] = None,
     tls_key: Annotated[str | None, typer.Option(help=_h("tls_key"))] = None,
     tls_client_ca: Annotated[str | None, typer.Option(help=_h("tls_client_ca"))] = None,
+    ray: Annotated[bool, typer.Option(help="Serve through Ray Serve's gRPC proxy, with replicas "
+                                      "on a Ray cluster (needs dcgan-forge[ray]).")] = False,
+    replicas: Annotated[int, typer.Option(help=_r("replicas"))] = _R.replicas,
+    autoscale: Annotated[str | None, typer.Option(help=_r("autoscale"), metavar="MIN:MAX")] = None,
+    ray_address: Annotated[str | None, typer.Option(help=_r("ray_address"))] = None,
+    replica_cpus: Annotated[float, typer.Option(help=_r("replica_cpus"))] = _R.replica_cpus,
 ) -> None:
     """Serve an exported generator over gRPC (gan.v1.Generator) with dynamic batching.
 
     Prints the bound address once the model is loaded and warmed up; SIGTERM or Ctrl-C reports
-    NOT_SERVING (for --drain-s), drains in-flight requests (within --grace-s) and exits 0.
+    NOT_SERVING (for --drain-s), drains in-flight requests (within --grace-s) and exits 0. With
+    --ray: the same API through Ray Serve, once every replica is ready.
     """
     values = {k: v for k, v in locals().items()}
     values["model"] = str(model)
     values["providers"] = providers.value  # type: ignore[attr-defined]
-    config = ServeConfig(**values)
+    ray_config = RayConfig(**{k: values.pop(k) for k in _RAY_FLAGS})
+    config = ServeConfig(**{k: v for k, v in values.items() if k != "ray"})
+    if ray or ray_config != _R:
+        from serve.ray_launcher import run_on_ray  # Ray loads here
+
+        def on_ray(model_id: str, address: str, where: str) -> None:
+            print(f"serving {model_id} on {address} ({where})", flush=True)
+
+        return run_on_ray(config, ray_config, ray, on_started=on_ray)
 
     from serve.server import run_until_signal  # grpc and onnxruntime load here
 
@@ -79,6 +100,9 @@ def serve(
         print(line, flush=True)
 
     run_until_signal(config, on_started=announce)
+
+
+_RAY_FLAGS = ("replicas", "autoscale", "ray_address", "replica_cpus")
 
 
 def generate(

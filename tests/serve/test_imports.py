@@ -12,13 +12,15 @@ ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "torchvision", "onnx")
 
 IMPORT_ALL = f"""
-import importlib, pkgutil, sys
+import importlib, importlib.util, pkgutil, sys
 import gan, serve
 names = [m.name for pkg in (gan, serve) for m in pkgutil.walk_packages(pkg.__path__,
                                                                          pkg.__name__ + ".")]
 for name in names:
     if name.endswith(".__main__"):  # runs the CLI
         continue
+    if name == "serve.ray_app" and importlib.util.find_spec("ray") is None:
+        continue  # the optional [ray] extra, not part of the serving install
     importlib.import_module(name)
 heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)
 print(len(names), "modules;", "heavy:", heavy)
