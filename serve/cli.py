@@ -65,6 +65,8 @@ def serve(
     tls_cert: Annotated[str | None, typer.Option(help=_h("tls_cert"))] = None,
     tls_key: Annotated[str | None, typer.Option(help=_h("tls_key"))] = None,
     tls_client_ca: Annotated[str | None, typer.Option(help=_h("tls_client_ca"))] = None,
+    http_port: Annotated[int | None, typer.Option(help=_h("http_port"))] = None,
+    model_name: Annotated[str, typer.Option(help=_h("model_name"))] = "",
     ray: Annotated[bool, typer.Option(help="Serve through Ray Serve's gRPC proxy, with replicas "
                                       "on a Ray cluster (needs dcgan-forge[ray]).")] = False,
     replicas: Annotated[int, typer.Option(help=_r("replicas"))] = _R.replicas,
@@ -72,7 +74,8 @@ def serve(
     ray_address: Annotated[str | None, typer.Option(help=_r("ray_address"))] = None,
     replica_cpus: Annotated[float, typer.Option(help=_r("replica_cpus"))] = _R.replica_cpus,
 ) -> None:
-    """Serve an exported generator over gRPC (gan.v1.Generator) with dynamic batching.
+    """Serve an exported generator over gRPC (gan.v1.Generator and the Open Inference
+    Protocol's inference.GRPCInferenceService, optionally v2 HTTP too) with dynamic batching.
 
     Prints the bound address once the model is loaded and warmed up; SIGTERM or Ctrl-C reports
     NOT_SERVING (for --drain-s), drains in-flight requests (within --grace-s) and exits 0. With
@@ -95,7 +98,9 @@ def serve(
 
     def announce(server) -> None:  # the one line scripts wait for
         line = f"serving {server.model.info.model_id} on {server.address}"
-        if server.metrics_port is not None:
+        if server.http_port is not None:
+            line += f" (v2 HTTP on http://{config.host}:{server.http_port}/)"
+        if server.metrics_port is not None:  # last: scripts take the line's last word
             line += f" (metrics on http://{config.metrics_host}:{server.metrics_port}/metrics)"
         print(line, flush=True)
 

@@ -12,9 +12,11 @@ log = logging.getLogger(__name__)
 
 # Every label value a dashboard or alert may query, created at start so each series exists (at
 # 0) before its first event: rate() and absent() see "none yet", not "no such metric".
-METHODS = ("Generate", "GenerateStream", "GetModelInfo")
-CODES = ("OK", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED",
-         "CANCELLED", "INTERNAL")
+# The Open Inference Protocol's are counted too: gRPC by method name, HTTP as "http:<method>".
+METHODS = ("Generate", "GenerateStream", "GetModelInfo", "ModelInfer", "ModelMetadata",
+           "http:ModelInfer", "http:ModelMetadata")
+CODES = ("OK", "INVALID_ARGUMENT", "NOT_FOUND", "RESOURCE_EXHAUSTED", "UNAVAILABLE",
+         "DEADLINE_EXCEEDED", "CANCELLED", "INTERNAL")
 DROP_REASONS = ("deadline", "cancelled")
 
 _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
