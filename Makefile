@@ -11,7 +11,7 @@ RUN    ?= runs/demo
 FMNIST  = /usr/share/datasets/fashion-mnist
 NODE_EXAMPLE = examples/node
 
-.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve bench-serve-ray bench-quality bench-arch clean
+.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve bench-serve-ray bench-soak bench-quality bench-arch clean
 
 setup: $(VENV)/.installed $(TRITON_VENV)/.installed $(NODE_EXAMPLE)/node_modules/.package-lock.json
 
@@ -76,3 +76,6 @@ bench-serve: setup
 # Plain gan serve vs Ray Serve with 1 and 2 replicas (docs/deploy.md).
 bench-serve-ray: setup
 	$(BIN)/python bench/serve_ray.py
+
+bench-soak: setup
+	$(BIN)/python bench/soak.py

@@ -54,8 +54,17 @@ def serve(
         _S.intra_op_threads),
     encode_threads: Annotated[int, typer.Option(help=_h("encode_threads"))] = _S.encode_threads,
     rpc_threads: Annotated[int, typer.Option(help=_h("rpc_threads"))] = _S.rpc_threads,
+    max_open_streams: Annotated[int, typer.Option(help=_h("max_open_streams"))] = (
+        _S.max_open_streams),
+    stream_stall_s: Annotated[float, typer.Option(help=_h("stream_stall_s"))] = (
+        _S.stream_stall_s),
+    drain_s: Annotated[float, typer.Option(help=_h("drain_s"))] = _S.drain_s,
     grace_s: Annotated[float, typer.Option(help=_h("grace_s"))] = _S.grace_s,
     metrics_port: Annotated[int | None, typer.Option(help=_h("metrics_port"))] = None,
+    metrics_host: Annotated[str, typer.Option(help=_h("metrics_host"))] = _S.metrics_host,
+    tls_cert: Annotated[str | None, typer.Option(help=_h("tls_cert"))] = None,
+    tls_key: Annotated[str | None, typer.Option(help=_h("tls_key"))] = None,
+    tls_client_ca: Annotated[str | None, typer.Option(help=_h("tls_client_ca"))] = None,
     http_port: Annotated[int | None, typer.Option(help=_h("http_port"))] = None,
     model_name: Annotated[str, typer.Option(help=_h("model_name"))] = "",
     ray: Annotated[bool, typer.Option(help="Serve through Ray Serve's gRPC proxy, with replicas "
@@ -68,9 +77,9 @@ def serve(
     """Serve an exported generator over gRPC (gan.v1.Generator and the Open Inference
     Protocol's inference.GRPCInferenceService, optionally v2 HTTP too) with dynamic batching.
 
-    Prints the bound address once the model is loaded and warmed up; SIGTERM or Ctrl-C drains
-    in-flight requests (within --grace-s) and exits 0. With --ray: the same API through Ray
-    Serve, once every replica is ready.
+    Prints the bound address once the model is loaded and warmed up; SIGTERM or Ctrl-C reports
+    NOT_SERVING (for --drain-s), drains in-flight requests (within --grace-s) and exits 0. With
+    --ray: the same API through Ray Serve, once every replica is ready.
     """
     values = {k: v for k, v in locals().items()}
     values["model"] = str(model)
@@ -92,7 +101,7 @@ def serve(
         if server.http_port is not None:
             line += f" (v2 HTTP on http://{config.host}:{server.http_port}/)"
         if server.metrics_port is not None:  # last: scripts take the line's last word
-            line += f" (metrics on http://{config.host}:{server.metrics_port}/metrics)"
+            line += f" (metrics on http://{config.metrics_host}:{server.metrics_port}/metrics)"
         print(line, flush=True)
 
     run_until_signal(config, on_started=announce)
@@ -118,6 +127,10 @@ def generate(
     scale: Annotated[int, typer.Option(help=_g("scale"))] = 0,
     resample: Annotated[Resample, typer.Option(help=_g("resample"))] = "nearest",  # type: ignore[valid-type, assignment]
     timeout_s: Annotated[float, typer.Option(help=_g("timeout_s"))] = 60.0,
+    tls: Annotated[bool, typer.Option(help=_g("tls"))] = False,
+    tls_ca: Annotated[str | None, typer.Option(help=_g("tls_ca"))] = None,
+    tls_cert: Annotated[str | None, typer.Option(help=_g("tls_cert"))] = None,
+    tls_key: Annotated[str | None, typer.Option(help=_g("tls_key"))] = None,
     providers: Annotated[Provider, typer.Option(help=_g("providers"))] = "cpu",  # type: ignore[valid-type, assignment]
 ) -> None:
     """Generate images through a running `gan serve` (--server) or a local ONNX file (--model).

@@ -5,8 +5,10 @@
         info = client.model_info()                    # info.class_names: [] if unconditional
         shoes = client.generate(4, seed=1, labels=7)  # conditional: class 7 for every image
 
-Errors are grpc.RpcError with the server's status code and message (INVALID_ARGUMENT for bad
-input, RESOURCE_EXHAUSTED when the server's queue is full, UNAVAILABLE when it is unreachable).
+For a server with TLS pass `tls=ClientTLS(ca="ca.pem")` (and `cert=`, `key=` where the server
+requires client certificates). Errors are grpc.RpcError with the server's status code and
+message (INVALID_ARGUMENT for bad input, RESOURCE_EXHAUSTED when the server's queue is full,
+UNAVAILABLE when it is unreachable or the TLS handshake fails).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from serve._proto.gan.v1 import generator_pb2 as pb
 from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
 from serve.config import message_options
 from serve.images import FROM_PB, TO_PB
+from serve.tls import ClientTLS
 
 
 @dataclass
@@ -73,10 +76,12 @@ class GeneratorClient:
     """A channel to one server; thread-safe (gRPC channels are), so threads may share one."""
 
     def __init__(self, target: str, *, timeout_s: float | None = 60.0,
-                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
+                 max_message_bytes: int = 64 * 1024 * 1024, tls: ClientTLS | None = None) -> None:
         self.target = target
         self.timeout_s = timeout_s
-        self.channel = grpc.insecure_channel(target, options=message_options(max_message_bytes))
+        options = message_options(max_message_bytes)
+        self.channel = (grpc.insecure_channel(target, options=options) if tls is None
+                        else grpc.secure_channel(target, tls.credentials(), options=options))
         self.stub = pb_grpc.GeneratorStub(self.channel)
 
     def generate(self, num_images: int, *, seed: int | None = None,

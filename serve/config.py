@@ -16,10 +16,19 @@ from gan.errors import UserError
 RESAMPLES = ("nearest", "lanczos")  # gan.pictures.RESAMPLE's filters (no PIL import here)
 
 
-def message_options(max_bytes: int) -> list[tuple[str, int]]:
-    """gRPC channel/server options setting both message size limits (server and client)."""
+def message_options(max_bytes: int, max_receive_bytes: int | None = None) -> list[tuple[str, int]]:
+    """gRPC channel/server options setting the message size limits (receive: `max_bytes` too
+    unless given)."""
     return [("grpc.max_send_message_length", max_bytes),
-            ("grpc.max_receive_message_length", max_bytes)]
+            ("grpc.max_receive_message_length", max_receive_bytes or max_bytes)]
+
+
+def request_bytes(nz: int, max_images: int) -> int:
+    """The receive limit of a server: twice the largest valid request (an explicit latent of
+    max_images x nz float32, 4 bytes each, and one label per image, a varint of at most 10
+    bytes) plus 64 KiB for the other fields and for other services' requests (275 KB for nz
+    100 and 256 images)."""
+    return 2 * max_images * (4 * nz + 10) + 64 * 1024
 
 
 class ServeConfigError(UserError):
@@ -62,8 +71,10 @@ class ServeConfig:
     --max-images-per-request images (each queued while the one before runs), so its memory does
     not grow with its size."""
     max_message_mb: int = 64
-    """Largest gRPC message sent or received, in MiB (Generate responses over it are refused
-    with a hint to use GenerateStream)."""
+    """Largest gRPC message sent, in MiB (Generate responses over it are refused with a hint to
+    use GenerateStream). Received messages are capped at twice what the largest valid request
+    needs (about 275 KB for nz 100 and 256 images per request): larger ones get
+    RESOURCE_EXHAUSTED before they are parsed."""
     intra_op_threads: int = 0
     """CPU threads of the one inference worker's ONNX Runtime calls; 0: one per usable core.
     Only one inference runs at a time, so this never oversubscribes the cores."""
@@ -73,11 +84,33 @@ class ServeConfig:
     rpc_threads: int = 256
     """Most RPCs handled at once (each waiting request holds a thread while it is queued);
     further ones get RESOURCE_EXHAUSTED from gRPC itself."""
+    max_open_streams: int = 0
+    """Most streaming calls (GenerateStream, health Watch) open at once; more get
+    RESOURCE_EXHAUSTED at once. The rest of --rpc-threads always stays free for unary calls
+    (Generate, GetModelInfo, health Check). 0: half of --rpc-threads."""
+    stream_stall_s: float = 30.0
+    """A stream whose client has not taken the next message for this many seconds is cut off
+    (CANCELLED; checked every quarter of it), so clients that stop reading free their slot."""
+    drain_s: float = 0.0
+    """On SIGTERM/SIGINT: first answer health Check and Watch NOT_SERVING for this many seconds
+    while still serving every request (load balancers move away; like Kubernetes' preStop),
+    then refuse new connections and drain. A second signal ends this moment early."""
     grace_s: float = 30.0
-    """On SIGTERM/SIGINT: stop accepting, then give in-flight and queued requests this many
-    seconds to finish before they are cancelled."""
+    """After --drain-s: give in-flight and queued requests this many seconds to finish before
+    they are cancelled."""
     metrics_port: int | None = None
-    """Serve Prometheus metrics on http://HOST:PORT/metrics (0 picks a free port); unset: off."""
+    """Serve Prometheus metrics on http://METRICS_HOST:PORT/metrics (0 picks a free port);
+    unset: off."""
+    metrics_host: str = "127.0.0.1"
+    """Address of the metrics endpoint (its own setting: exposing gRPC with --host does not
+    expose metrics; 0.0.0.0 for a Prometheus on another machine)."""
+    tls_cert: str | None = None
+    """PEM certificate (chain) of the server: with --tls-key, the gRPC port speaks TLS only."""
+    tls_key: str | None = None
+    """PEM private key of --tls-cert."""
+    tls_client_ca: str | None = None
+    """PEM CA certificate(s): require mutual TLS, i.e. every client must present a
+    certificate signed by one of them (needs --tls-cert and --tls-key)."""
     http_port: int | None = None
     """Also serve the Open Inference Protocol (v2) REST API and the model's page on
     http://HOST:PORT/ (0 picks a free port, printed on start-up); unset: no HTTP."""
@@ -93,6 +126,12 @@ class ServeConfig:
         check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         positive = ("max_batch_size", "max_queue_size", "max_images_per_request",
                     "max_images_per_stream", "max_message_mb", "rpc_threads")
+        if self.stream_stall_s <= 0:
+            raise ServeConfigError(f"stream_stall_s must be positive, got {self.stream_stall_s}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ServeConfigError("give --tls-cert and --tls-key together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ServeConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ServeConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -106,14 +145,19 @@ class ServeConfig:
         if self.model_name and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.model_name):
             raise ServeConfigError(f"model_name {self.model_name!r}: use letters, digits, "
                                    "'_', '.' and '-' (it is part of URLs)")
-        if min(self.max_queue_delay_ms, self.grace_s, self.intra_op_threads,
-               self.encode_threads) < 0:
-            raise ServeConfigError("max_queue_delay_ms, grace_s and thread counts must not be "
-                                   "negative")
+        if min(self.max_queue_delay_ms, self.grace_s, self.drain_s, self.intra_op_threads,
+               self.encode_threads, self.max_open_streams) < 0:
+            raise ServeConfigError("max_queue_delay_ms, grace_s, drain_s, max_open_streams and "
+                                   "thread counts must not be negative")
 
     @property
     def max_message_bytes(self) -> int:
         return self.max_message_mb * 1024 * 1024
+
+    @property
+    def stream_slots(self) -> int:
+        """max_open_streams, resolved (0: half of rpc_threads, at least 1)."""
+        return self.max_open_streams or max(1, self.rpc_threads // 2)
 
     @property
     def v2_name(self) -> str:
@@ -157,6 +201,15 @@ class GenerateConfig:
     """Upscaling filter: nearest (crisp pixel blocks, exact values) or lanczos (smooth)."""
     timeout_s: float = 60.0
     """Deadline of the server call, in seconds."""
+    tls: bool = False
+    """Connect to --server with TLS (implied by --tls-ca and --tls-cert); without --tls-ca the
+    system's trusted roots verify the server."""
+    tls_ca: str | None = None
+    """PEM CA certificate(s) that verify the server's certificate."""
+    tls_cert: str | None = None
+    """PEM client certificate, for a server that requires mutual TLS (with --tls-key)."""
+    tls_key: str | None = None
+    """PEM private key of --tls-cert."""
     providers: str = "cpu"
     """With --model: ONNX Runtime provider (auto, tensorrt, cuda, cpu)."""
 
@@ -177,6 +230,10 @@ class GenerateConfig:
         if any(s is not None and not 0 <= s < 2**64 for s in seeds):
             raise ServeConfigError("seeds must be between 0 and 2^64 - 1")
         check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ServeConfigError("give --tls-cert and --tls-key together")
+        if (self.tls or self.tls_ca or self.tls_cert) and self.server is None:
+            raise ServeConfigError("--tls, --tls-ca, --tls-cert and --tls-key go with --server")
         if self.nrow < 0 or self.timeout_s <= 0:
             raise ServeConfigError("nrow must not be negative and timeout_s must be positive")
         if self.scale < 0:

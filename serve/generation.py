@@ -26,6 +26,7 @@ from serve.config import GenerateConfig
 if TYPE_CHECKING:
     from serve.client import GeneratorClient
     from serve.model import ServedModel
+    from serve.tls import ClientTLS
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,11 @@ log = logging.getLogger(__name__)
 class Remote:
     """A running `gan serve`, asked for (H, W, C) uint8 images (streamed, so any count fits)."""
 
-    def __init__(self, target: str, timeout_s: float) -> None:
+    def __init__(self, target: str, timeout_s: float, tls: ClientTLS | None = None) -> None:
         from serve.client import GeneratorClient
 
         self.target = target
-        self.client: GeneratorClient = GeneratorClient(target, timeout_s=timeout_s)
+        self.client: GeneratorClient = GeneratorClient(target, timeout_s=timeout_s, tls=tls)
         try:
             with self._errors():
                 info = self.client.model_info()
@@ -68,7 +69,8 @@ class Remote:
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.UNAVAILABLE:
                 raise UserError(f"cannot reach a server at {self.target} ({e.details()}): is "
-                                "`gan serve` running there?") from None
+                                "`gan serve` running there, with the TLS settings that "
+                                "--tls/--tls-ca/--tls-cert give?") from None
             raise UserError(f"the server at {self.target} refused: {e.code().name}: "
                             f"{e.details()}") from None
 
@@ -139,7 +141,7 @@ def write(pictures: list[np.ndarray], config: GenerateConfig) -> list[Path]:
 
 def run(config: GenerateConfig) -> tuple[str, list[Path]]:
     """Generate and write as `config` says; return (what was made, in words; paths written)."""
-    source = Remote(config.server, config.timeout_s) if config.server else Local(
+    source = Remote(config.server, config.timeout_s, _tls(config)) if config.server else Local(
         str(config.model), config.providers)  # GenerateConfig checks exactly one is set
     try:
         limit = getattr(source, "max_images", 0)
@@ -161,6 +163,15 @@ def run(config: GenerateConfig) -> tuple[str, list[Path]]:
     finally:
         source.close()
     return made + named, write(pictures, config)
+
+
+def _tls(config: GenerateConfig) -> ClientTLS | None:
+    """--tls, --tls-ca, --tls-cert, --tls-key as the client's TLS settings (None: plaintext)."""
+    from serve.tls import ClientTLS
+
+    if not (config.tls or config.tls_ca or config.tls_cert):
+        return None
+    return ClientTLS(ca=config.tls_ca, cert=config.tls_cert, key=config.tls_key)
 
 
 def _label(config: GenerateConfig, class_names: list[str]) -> tuple[list[int], str]:

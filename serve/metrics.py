@@ -51,6 +51,10 @@ class Metrics:
         self.dropped = Counter("gan_serve_images_dropped",
                                "Queued images dropped before compute, by reason",
                                ["reason"], registry=r)
+        self.refused = Counter("gan_serve_refused",
+                               "RPCs refused or cut off before a servicer saw them, by method "
+                               "and reason (undecodable, streams_full, stalled)",
+                               ["method", "reason"], registry=r)
         self.queue_depth = Gauge("gan_serve_queue_depth_images", "Images waiting in the queue",
                                  registry=r)
         for method in METHODS:

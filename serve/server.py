@@ -1,9 +1,15 @@
 """The gRPC server: model + batcher + servicer, health and reflection, metrics, graceful stop.
 
-Life cycle: `start()` loads and warms up the model (failing with one clear line when it cannot),
-binds, and only then reports SERVING; `stop()` reports NOT_SERVING, refuses new requests, lets
-in-flight and queued ones finish within the grace period, then stops the worker.
-`run_until_signal` is `gan serve`: start, wait for SIGTERM/SIGINT, stop, return.
+Life cycle: `start()` checks the model, binds (a taken port is refused: SO_REUSEPORT is off),
+loads and warms up the model, and only then reports SERVING. `stop()` is the drain:
+1. health reports NOT_SERVING to Check and to open Watch streams; for `drain_s` seconds every
+   request is still served (load balancers see NOT_SERVING and move away);
+2. new RPCs and connections are refused (UNAVAILABLE), health Watch streams end (status OK: they
+   carry no work and must not hold the drain), queued requests run at once;
+3. in-flight requests get `grace_s` seconds to finish, then are cancelled; the worker stops.
+`run_until_signal` is `gan serve`: start, wait for SIGTERM/SIGINT, stop (a second signal ends the
+drain moment early), return. Every RPC passes serve.guard first (undecodable bodies, stream
+slots, stalled readers).
 """
 
 from __future__ import annotations
@@ -16,18 +22,21 @@ from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gan.errors import UserError
-from serve import v2
+from gan.model import read_info
+from serve import health, v2
 from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
 from serve.batcher import Batcher
-from serve.config import ServeConfig, message_options
+from serve.config import ServeConfig, message_options, request_bytes
+from serve.guard import Guard
 from serve.metrics import Metrics, serve_http
 from serve.model import ServedModel, default_threads
 from serve.servicer import SERVICE_NAME, GeneratorServicer
 from serve.tensors import V2Model
+from serve.tls import server_credentials
 from serve.v2 import InferenceServicer
 
 if TYPE_CHECKING:
@@ -49,14 +58,20 @@ class GeneratorServer:
         self.metrics_port: int | None = None
         self.metrics = Metrics(config.max_batch_size)
         self._stopped = threading.Event()
+        self._drain_over = threading.Event()
         self._httpd: WSGIServer | None = None
         self.http_port: int | None = None  # the v2 REST API's port, when --http-port is set
         self._http: HttpFrontEnd | None = None
 
     def start(self) -> str:
         c = self.config
+        nz = read_info(c.model).nz  # quick (no warm-up): the receive limit depends on it
+        options = [*message_options(c.max_message_bytes,
+                                    request_bytes(nz, c.max_images_per_request)),
+                   ("grpc.so_reuseport", 0)]  # else a second server shares a taken port
+        self.guard = Guard(self.metrics, max_streams=c.stream_slots, stall_s=c.stream_stall_s)
         self._server = grpc.server(ThreadPoolExecutor(c.rpc_threads, thread_name_prefix="rpc"),
-                                   options=message_options(c.max_message_bytes),
+                                   interceptors=[self.guard], options=options,
                                    maximum_concurrent_rpcs=c.rpc_threads)
         self.batcher: Batcher | None = None
         try:
@@ -67,6 +82,7 @@ class GeneratorServer:
             if self.batcher is not None:
                 self.batcher.close()
             self._close_metrics()
+            self.guard.close()
             if self._http is not None:
                 self._http.close(0)
             raise
@@ -109,20 +125,24 @@ class GeneratorServer:
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
     def _bind(self) -> None:
-        target = _address(self.config.host, self.config.port)
+        c = self.config
+        target = _address(c.host, c.port)
         try:
-            self.port = self._server.add_insecure_port(target)
+            if c.tls_cert is not None and c.tls_key is not None:
+                creds = server_credentials(c.tls_cert, c.tls_key, c.tls_client_ca)
+                self.port = self._server.add_secure_port(target, creds)
+            else:
+                self.port = self._server.add_insecure_port(target)
         except RuntimeError:
             self.port = 0
         if not self.port:
             raise UserError(f"cannot listen on {target}: is the port in use, or the host not an "
                             "address of this machine? (--port 0 picks a free port)")
-        c = self.config
         if c.metrics_port is not None:
             try:
-                self._httpd = serve_http(self.metrics, c.host, c.metrics_port)
+                self._httpd = serve_http(self.metrics, c.metrics_host, c.metrics_port)
             except OSError as e:
-                raise UserError(f"cannot serve metrics on {c.host}:{c.metrics_port} "
+                raise UserError(f"cannot serve metrics on {c.metrics_host}:{c.metrics_port} "
                                 f"({e.strerror}): pick another --metrics-port") from None
             self.metrics_port = self._httpd.server_port
         if c.http_port is not None:
@@ -146,24 +166,34 @@ class GeneratorServer:
         return _address(self.config.host, self.port)
 
     def stop(self, grace_s: float | None = None) -> None:
-        """NOT_SERVING, refuse new requests, finish in-flight and queued ones within the grace
-        period (then cancel the rest), stop the worker. Idempotent."""
+        """The drain (see the module docstring), then stop the worker. Idempotent."""
         if self._stopped.is_set():
             return
         self._stopped.set()
-        grace = self.config.grace_s if grace_s is None else grace_s
-        log.info("shutting down: finishing in-flight requests (grace %.1f s)", grace)
+        c = self.config
+        grace = c.grace_s if grace_s is None else grace_s
         self.health.enter_graceful_shutdown()  # NOT_SERVING: load balancers move away
+        if c.drain_s > 0:
+            log.info("draining: NOT_SERVING for %.1f s while still serving", c.drain_s)
+            self._drain_over.wait(c.drain_s)
+        log.info("shutting down: finishing in-flight requests (grace %.1f s)", grace)
         assert self.batcher is not None, "stop() after a successful start()"
         self.batcher.stop_accepting()  # queued requests run now, new ones get UNAVAILABLE
         if self._http is not None:
             self._http.begin_stop()  # no new connections; in-flight requests finish
-        self._server.stop(grace).wait()  # no new RPCs; in-flight ones get `grace` seconds
+        stopped = self._server.stop(grace)  # no new RPCs; in-flight ones get `grace` seconds
+        self.health.end_watches()  # they carry no work: they must not hold the drain
+        stopped.wait()
         if self._http is not None:
             self._http.close(grace + 1.0)  # its own graceful timeout is `grace` too
         self.batcher.close()
+        self.guard.close()
         self._close_metrics()
         log.info("stopped")
+
+    def end_drain(self) -> None:
+        """End the NOT_SERVING moment of a running stop() now (a second SIGTERM/SIGINT)."""
+        self._drain_over.set()
 
 
 def run_until_signal(config: ServeConfig, on_started=None) -> None:
@@ -173,6 +203,8 @@ def run_until_signal(config: ServeConfig, on_started=None) -> None:
 
     def handle(signum: int, _frame: object) -> None:
         log.info("received %s", signal.Signals(signum).name)
+        if stop.is_set():  # a second signal: no more waiting for load balancers
+            server.end_drain()
         stop.set()
 
     # Installed before the (possibly long) model load: a SIGTERM then stops right after start.

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from PIL import Image
@@ -94,6 +95,56 @@ def test_sigterm_finishes_in_flight_work_then_exits_0(serve_proc: ServeProcess) 
     assert serve_proc.proc.wait(timeout=30) == 0
     err = serve_proc.proc.stderr.read()
     assert "received SIGTERM" in err and "stopped" in err
+
+
+def test_drain_moment_reports_not_serving_until_a_second_sigterm(g32: Path) -> None:
+    """--drain-s: after SIGTERM new health checks see NOT_SERVING and requests are still served;
+    a second SIGTERM ends the moment and the server exits 0 (long before the 300 s)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    p = ServeProcess(g32, "--drain-s", "300")
+    try:
+        with GeneratorClient(p.address) as client:
+            health = health_pb2_grpc.HealthStub(client.channel)
+            check = health_pb2.HealthCheckRequest(service="")
+            assert health.Check(check, timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+            p.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while health.Check(check, timeout=10).status != (
+                    health_pb2.HealthCheckResponse.NOT_SERVING):
+                assert time.monotonic() < deadline, "never NOT_SERVING"
+                time.sleep(0.05)
+            assert len(client.generate(2, seed=1).images) == 2
+            p.proc.send_signal(signal.SIGTERM)
+            assert p.proc.wait(timeout=60) == 0
+    finally:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
+
+
+def test_gan_serve_with_mutual_tls_serves_only_certified_clients(g32: Path,
+                                                                 tmp_path: Path) -> None:
+    from serve.tls import ClientTLS
+    from tests.serve.pki import make_pki
+
+    pki = make_pki(tmp_path)
+    p = ServeProcess(g32, "--tls-cert", pki["server"], "--tls-key", pki["server_key"],
+                     "--tls-client-ca", pki["ca"])
+    try:
+        code = CliRunner().invoke(app, [
+            "generate", "--server", p.address, "-n", "2", "--seed", "1", "--tls-ca", pki["ca"],
+            "--tls-cert", pki["client"], "--tls-key", pki["client_key"],
+            "--out", str(tmp_path / "ok.png")]).exit_code
+        assert code == 0 and (tmp_path / "ok.png").exists()
+        for tls in (None, ClientTLS(ca=pki["ca"])):  # plaintext; TLS without a certificate
+            with GeneratorClient(p.address, tls=tls, timeout_s=10) as client:
+                with pytest.raises(grpc.RpcError) as e:
+                    client.generate(1, seed=1)
+                assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        p.proc.terminate()
+        assert p.proc.wait(timeout=60) == 0
 
 
 def test_generate_through_server_equals_local_model(g32: Path, tmp_path: Path) -> None:

@@ -17,18 +17,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gan.contract import ModelLoadError
 from gan.model import read_info
 from serve.client import GeneratorClient, request
-from tests.helpers import running
+from tests.helpers import running, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
-
-def _wait_for(predicate, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def test_health_serving_then_not_serving_while_in_flight_requests_finish(
@@ -54,11 +48,11 @@ def test_health_serving_then_not_serving_while_in_flight_requests_finish(
         watcher.start()
         in_flight = [client.stub.Generate.future(request(4, seed=i), timeout=30)
                      for i in range(3)]
-        _wait_for(lambda: s.metrics.value("gan_serve_queue_depth_images") == 12, "queueing")
+        wait_for(lambda: s.metrics.value("gan_serve_queue_depth_images") == 12, "queueing")
         stopper = threading.Thread(target=s.stop, kwargs={"grace_s": 20.0})
         began = time.monotonic()
         stopper.start()
-        _wait_for(lambda: NOT_SERVING in seen, "NOT_SERVING")
+        wait_for(lambda: NOT_SERVING in seen, "NOT_SERVING")
         watch.cancel()  # a watch is an RPC too: it would hold the drain for the whole grace
         for call in in_flight:
             assert len(call.result(timeout=20).images) == 4
