@@ -217,6 +217,7 @@ def default_models(folder: Path, quick: bool) -> list[Path]:
     import torch
 
     import export.onnx as eo
+    from gan import contract
     from train.config import TrainConfig
     from train.model import Generator, init_weights
 
@@ -228,8 +229,8 @@ def default_models(folder: Path, quick: bool) -> list[Path]:
         torch.manual_seed(0)
         g = Generator(cfg.nz, cfg.ngf, 1, size)
         g.apply(init_weights)
-        meta = eo.metadata(cfg.to_dict(), output="float", precision="fp32",
-                           opset=eo.DEFAULT_OPSET, step=0, checkpoint_sha256="0" * 64)
+        meta = contract.metadata(cfg.to_dict(), output="float", precision="fp32",
+                                 opset=eo.DEFAULT_OPSET, step=0, checkpoint_sha256="0" * 64)
         path = folder / f"g{size}_ngf{cfg.ngf}.onnx"
         eo.save_atomic(eo.to_onnx(g, output="float", meta=meta), path)
         paths.append(path)

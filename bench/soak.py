@@ -61,23 +61,10 @@ STALL_S = 3.0
 
 
 def default_model(folder: Path) -> Path:
-    import torch
+    """The default run's 32 px generator at ngf 16, untrained: the serve-load bench's quick one."""
+    from serve_load import default_models  # bench/ is on sys.path when this runs as a script
 
-    import export.onnx as eo
-    from gan import contract
-    from train.config import TrainConfig
-    from train.model import Generator, init_weights
-
-    cfg = TrainConfig(image_size=32, channels=1)
-    cfg.ngf = 16
-    torch.manual_seed(0)
-    g = Generator(cfg.nz, cfg.ngf, 1, 32)
-    g.apply(init_weights)
-    meta = contract.metadata(cfg.to_dict(), output="float", precision="fp32",
-                             opset=eo.DEFAULT_OPSET, step=0, checkpoint_sha256="0" * 64)
-    path = folder / "g32_ngf16.onnx"
-    eo.save_atomic(eo.to_onnx(g, output="float", meta=meta), path)
-    return path
+    return default_models(folder, quick=True)[0]
 
 
 class Server:
