@@ -203,7 +203,9 @@ class TrainConfig:
         return "layer" if self.loss in ("wgan-gp", "dragan") else "batch"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON types: tuples become lists, so a checkpoint's config equals its JSON copy
+        (config.json, the ONNX train_config) value for value."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
