@@ -38,7 +38,8 @@ def test_eval_of_a_28px_model_uses_the_32px_classifier(mlp_run, mlp_model, tmp_p
     a, b = (json.loads(p.read_text()) for p in outs.values())
     assert a["image_size"] == 28 and a["features"]["image_size"] == 32
     assert a["fid"] > 0 and a["fid"] == pytest.approx(b["fid"], rel=1e-3)
-    cached = sorted(p.name for p in clf.cache_path("fashion-mnist", None, 32, 1).parent.iterdir())
+    folder = clf.cache_path("fashion-mnist", None, 32, 1).parent
+    cached = sorted(p.name for p in folder.glob("*.pt"))  # the floor's .json sits beside it
     assert cached == ["fashion-mnist-32px-1ch.pt"]  # no second classifier was trained
     cfg = checkpoint.config_of(checkpoint.load(mlp_run))
     assert cfg == TrainConfig.from_dict(cfg.to_dict())  # tuples of widths survive the round trip
