@@ -46,8 +46,11 @@ def serve(
     rpc_threads: Annotated[int, typer.Option(help=_h("rpc_threads"))] = _S.rpc_threads,
     grace_s: Annotated[float, typer.Option(help=_h("grace_s"))] = _S.grace_s,
     metrics_port: Annotated[int | None, typer.Option(help=_h("metrics_port"))] = None,
+    http_port: Annotated[int | None, typer.Option(help=_h("http_port"))] = None,
+    model_name: Annotated[str, typer.Option(help=_h("model_name"))] = "",
 ) -> None:
-    """Serve an exported generator over gRPC (gan.v1.Generator) with dynamic batching.
+    """Serve an exported generator over gRPC (gan.v1.Generator and the Open Inference
+    Protocol's inference.GRPCInferenceService, optionally v2 HTTP too) with dynamic batching.
 
     Prints the bound address once the model is loaded and warmed up; SIGTERM or Ctrl-C drains
     in-flight requests (within --grace-s) and exits 0.
@@ -63,6 +66,8 @@ def serve(
         line = f"serving {server.model.info.model_id} on {server.address}"
         if server.metrics_port is not None:
             line += f" (metrics on http://{config.host}:{server.metrics_port}/metrics)"
+        if server.http_port is not None:
+            line += f" (v2 HTTP on http://{config.host}:{server.http_port}/)"
         print(line, flush=True)
 
     run_until_signal(config, on_started=announce)

@@ -6,7 +6,9 @@ onnxruntime, no grpc): `gan --help` stays fast.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from gan.errors import UserError
 
@@ -70,6 +72,12 @@ class ServeConfig:
     seconds to finish before they are cancelled."""
     metrics_port: int | None = None
     """Serve Prometheus metrics on http://HOST:PORT/metrics (0 picks a free port); unset: off."""
+    http_port: int | None = None
+    """Also serve the Open Inference Protocol (v2) REST API and the model's page on
+    http://HOST:PORT/ (0 picks a free port, printed on start-up); unset: no HTTP."""
+    model_name: str = ""
+    """The model's name in the Open Inference Protocol (v2) APIs (default: the model file's
+    stem, e.g. g for g.onnx)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -88,9 +96,12 @@ class ServeConfig:
             raise ServeConfigError(
                 f"max_images_per_request ({self.max_images_per_request}) cannot exceed "
                 f"max_queue_size ({self.max_queue_size}): such a request could never be queued")
-        if not 0 <= self.port <= 65535 or not (self.metrics_port is None
-                                                or 0 <= self.metrics_port <= 65535):
+        if not all(p is None or 0 <= p <= 65535
+                   for p in (self.port, self.metrics_port, self.http_port)):
             raise ServeConfigError("ports must be between 0 and 65535")
+        if self.model_name and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.model_name):
+            raise ServeConfigError(f"model_name {self.model_name!r}: use letters, digits, "
+                                   "'_', '.' and '-' (it is part of URLs)")
         if min(self.max_queue_delay_ms, self.grace_s, self.intra_op_threads,
                self.encode_threads) < 0:
             raise ServeConfigError("max_queue_delay_ms, grace_s and thread counts must not be "
@@ -99,6 +110,11 @@ class ServeConfig:
     @property
     def max_message_bytes(self) -> int:
         return self.max_message_mb * 1024 * 1024
+
+    @property
+    def v2_name(self) -> str:
+        """The v2 model name: model_name, or the model file's stem."""
+        return self.model_name or PurePath(self.model).stem
 
 
 @dataclass(kw_only=True)

@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -19,12 +20,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gan.errors import UserError
+from serve import v2
 from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
 from serve.batcher import Batcher
 from serve.config import ServeConfig, message_options
 from serve.metrics import Metrics, serve_http
 from serve.model import ServedModel, default_threads
 from serve.servicer import SERVICE_NAME, GeneratorServicer
+from serve.tensors import V2Model
+from serve.v2 import InferenceServicer
+
+if TYPE_CHECKING:
+    from serve.http import HttpFrontEnd
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,8 @@ class GeneratorServer:
         self.metrics = Metrics(config.max_batch_size)
         self._stopped = threading.Event()
         self._httpd: WSGIServer | None = None
+        self.http_port: int | None = None  # the v2 REST API's port, when --http-port is set
+        self._http: HttpFrontEnd | None = None
 
     def start(self) -> str:
         c = self.config
@@ -58,6 +67,8 @@ class GeneratorServer:
             if self.batcher is not None:
                 self.batcher.close()
             self._close_metrics()
+            if self._http is not None:
+                self._http.close(0)
             raise
         log.info("gan.v1.Generator serving %s on %s", self.model.info.model_id, self.address)
         return self.address
@@ -77,12 +88,23 @@ class GeneratorServer:
                                           max_message_bytes=c.max_message_bytes,
                                           encode_threads=c.encode_threads or default_threads())
         pb_grpc.add_GeneratorServicer_to_server(self.servicer, self._server)
+        self.v2_model = V2Model(c.v2_name, self.model.info, self.model.provider,
+                                max_images=c.max_images_per_request,
+                                max_message_bytes=c.max_message_bytes)
+        v2.add_to_server(InferenceServicer(self.v2_model, self.batcher, self.metrics,
+                                           self.ready), self._server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
+            (SERVICE_NAME, v2.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            self._server)
         self._server.start()
-        for service in ("", SERVICE_NAME):  # the model is loaded and warmed up by now
+        if self._http is not None:
+            from serve import http
+
+            self._http.start(http.app(self.v2_model, self.batcher, self.metrics, self.ready,
+                                      max_body_bytes=c.max_message_bytes), c.grace_s)
+        for service in ("", SERVICE_NAME, v2.SERVICE_NAME):  # loaded and warmed up by now
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
     def _bind(self) -> None:
@@ -102,12 +124,21 @@ class GeneratorServer:
                 raise UserError(f"cannot serve metrics on {c.host}:{c.metrics_port} "
                                 f"({e.strerror}): pick another --metrics-port") from None
             self.metrics_port = self._httpd.server_port
+        if c.http_port is not None:
+            from serve.http import HttpFrontEnd  # starlette and uvicorn load only when used
+
+            self._http = HttpFrontEnd(c.host, c.http_port)
+            self.http_port = self._http.port
 
     def _close_metrics(self) -> None:
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+
+    def ready(self) -> bool:
+        """Whether the v2 APIs report ready: started and not stopping."""
+        return not self._stopped.is_set()
 
     @property
     def address(self) -> str:
@@ -124,7 +155,11 @@ class GeneratorServer:
         self.health.enter_graceful_shutdown()  # NOT_SERVING: load balancers move away
         assert self.batcher is not None, "stop() after a successful start()"
         self.batcher.stop_accepting()  # queued requests run now, new ones get UNAVAILABLE
+        if self._http is not None:
+            self._http.begin_stop()  # no new connections; in-flight requests finish
         self._server.stop(grace).wait()  # no new RPCs; in-flight ones get `grace` seconds
+        if self._http is not None:
+            self._http.close(grace + 1.0)  # its own graceful timeout is `grace` too
         self.batcher.close()
         self._close_metrics()
         log.info("stopped")

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 
-from serve import images, labels, latent
+from serve import admission, images, labels, latent
 from serve._proto.gan.v1 import generator_pb2 as pb
 from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
-from serve.batcher import Batcher, Dropped, Job, QueueFull, ShuttingDown
+from serve.admission import Abort as _Abort
+from serve.batcher import Batcher, Job
 from serve.formats import FROM_PB, TO_PB
 from serve.metrics import Metrics
 from serve.model import GeneratorInfo
@@ -26,14 +27,6 @@ from serve.model import GeneratorInfo
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Generator"].full_name  # "gan.v1.Generator"
-
-
-class _Abort(Exception):
-    """A request ends with this status code and message."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class GeneratorServicer(pb_grpc.GeneratorServicer):
@@ -113,29 +106,11 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
                unary: bool) -> tuple[Job, int | None, str]:
         """Validate, build the job and queue it; its RPC's end drops whatever is still queued."""
         z, classes, seed, fmt = self._validate(request, unary)
-        remaining = context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
-        job = Job(z=z, labels=classes, deadline=deadline)
-        if not context.add_callback(lambda: self.batcher.discard(job, _end_reason(context))):
-            raise _Abort(grpc.StatusCode.CANCELLED, "the request ended before it was queued")
-        try:
-            self.batcher.submit(job)
-        except QueueFull as e:
-            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e)) from None
-        except ShuttingDown as e:
-            raise _Abort(grpc.StatusCode.UNAVAILABLE, str(e)) from None
-        return job, seed, fmt
+        return admission.submit(self.batcher, z, classes, context), seed, fmt
 
     def _next_part(self, job: Job, fmt: str) -> list[pb.Image]:
         """The job's next output slice from the worker, converted and encoded here."""
-        item = job.parts.get()
-        if isinstance(item, Dropped):
-            code = (grpc.StatusCode.DEADLINE_EXCEEDED if item.reason == "deadline"
-                    else grpc.StatusCode.CANCELLED)
-            raise _Abort(code, str(item))
-        if isinstance(item, BaseException):
-            log.error("a batch failed: %r", item)
-            raise _Abort(grpc.StatusCode.INTERNAL, "inference failed: see the server log")
+        item = admission.next_part(job)
         with self._encoding:
             return self._encode(item, fmt)
 
@@ -182,9 +157,3 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         return [pb.Image(data=images.encode(a, fmt), height=info.height, width=info.width,
                          channels=info.channels, format=kind) for a in arrays]
 
-
-def _end_reason(context: grpc.ServicerContext) -> str:
-    """Why an RPC ended while its job may still be queued: "deadline" or "cancelled" (in the
-    callback of an RPC its deadline ended, time_remaining() is 0)."""
-    remaining = context.time_remaining()
-    return "deadline" if remaining is not None and remaining <= 0 else "cancelled"
