@@ -11,6 +11,9 @@ the gRPC code name they end with). Endpoints, as the v2 protocol names them:
     GET  /v2/models/NAME[/versions/V]/ready            200, or 503 while not ready
     POST /v2/models/NAME[/versions/V]/infer            JSON tensors, or the binary tensor data
                                                        extension (tritonclient's default)
+    POST /v2/repository/index                          [{"name", "version", "state"}]: Triton's
+                                                       model repository extension (read only),
+                                                       how the page finds the model's name
     GET  /                                             serve/static/index.html, if installed
 
 Errors are JSON {"error": "..."}: 400 bad input, 404 unknown model, 413 body over the message
@@ -108,6 +111,10 @@ def app(model: V2Model, batcher: Batcher, metrics: Metrics, ready: Callable[[], 
         return await run_in_threadpool(_infer, model, batcher, body,
                                        request.headers.get(HEADER_LENGTH))
 
+    async def repository_index(request: Request) -> Response:
+        state = "READY" if ready() else "UNAVAILABLE"
+        return JSONResponse([{"name": model.name, "version": VERSION, "state": state}])
+
     async def page(request: Request) -> Response:
         index = importlib.resources.files("serve").joinpath("static/index.html")
         if not index.is_file():
@@ -117,7 +124,9 @@ def app(model: V2Model, batcher: Batcher, metrics: Metrics, ready: Callable[[], 
     routes = [Route("/", page, methods=["GET"]),
               Route("/v2/health/live", counted("ServerLive", live), methods=["GET"]),
               Route("/v2/health/ready", counted("ServerReady", server_ready), methods=["GET"]),
-              Route("/v2", counted("ServerMetadata", server_metadata), methods=["GET"])]
+              Route("/v2", counted("ServerMetadata", server_metadata), methods=["GET"]),
+              Route("/v2/repository/index", counted("RepositoryIndex", repository_index),
+                    methods=["POST"])]
     for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         routes += [Route(base, counted("ModelMetadata", model_metadata), methods=["GET"]),
                    Route(base + "/ready", counted("ModelReady", model_ready), methods=["GET"]),
