@@ -4,13 +4,16 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
+# NVIDIA's tritonclient, for the Open Inference Protocol tests: it needs protobuf < 7 and our
+# stubs need protobuf 7, so it lives in a venv of its own that the tests run as a subprocess.
+TRITON_VENV ?= .venv-triton
 RUN    ?= runs/demo
 FMNIST  = /usr/share/datasets/fashion-mnist
 NODE_EXAMPLE = examples/node
 
 .PHONY: setup demo test lint stubs bench-train bench-engine bench-serve bench-quality clean
 
-setup: $(VENV)/.installed $(NODE_EXAMPLE)/node_modules/.package-lock.json
+setup: $(VENV)/.installed $(TRITON_VENV)/.installed $(NODE_EXAMPLE)/node_modules/.package-lock.json
 
 # Real Fashion-MNIST from Debian (offline), then the project and its dev tools in a virtualenv.
 $(VENV)/.installed: pyproject.toml
@@ -28,6 +31,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+$(TRITON_VENV)/.installed:
+	$(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install -q --upgrade pip
+	$(TRITON_VENV)/bin/pip install -q 'tritonclient[grpc,http]>=2.50' 'protobuf<7'
 	@touch $@
 
 # onnxruntime-node for the Node example and its test: the CPU binaries ship in the npm package;
@@ -55,7 +64,7 @@ bench-engine: setup
 	$(BIN)/python bench/engine.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache $(NODE_EXAMPLE)/node_modules
+	rm -rf $(VENV) $(TRITON_VENV) runs .pytest_cache $(NODE_EXAMPLE)/node_modules
 
 stubs: setup
 	$(BIN)/python -m serve.codegen

@@ -64,10 +64,10 @@ def serve(
 
     def announce(server) -> None:  # the one line scripts wait for
         line = f"serving {server.model.info.model_id} on {server.address}"
-        if server.metrics_port is not None:
-            line += f" (metrics on http://{config.host}:{server.metrics_port}/metrics)"
         if server.http_port is not None:
             line += f" (v2 HTTP on http://{config.host}:{server.http_port}/)"
+        if server.metrics_port is not None:  # last: scripts take the line's last word
+            line += f" (metrics on http://{config.host}:{server.metrics_port}/metrics)"
         print(line, flush=True)
 
     run_until_signal(config, on_started=announce)

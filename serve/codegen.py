@@ -3,9 +3,10 @@
 The one code-generation command (`make stubs` calls it). It runs grpc_tools' bundled protoc as
 
     python -m grpc_tools.protoc -Iserve/_proto=protos --python_out=OUT --grpc_python_out=OUT
-        --pyi_out=OUT protos/gan/v1/*.proto
+        --pyi_out=OUT protos/*/v*/*.proto
 
-so the stubs import as `from serve._proto.gan.v1 import generator_pb2`, and adds the empty
+(gan/v1/generator.proto, and inference/v2/grpc_service.proto: the Open Inference Protocol) so
+the stubs import as `from serve._proto.gan.v1 import generator_pb2`, and adds the empty
 `__init__.py` files that make serve/_proto an installable package. The output depends on the
 grpcio-tools version (its protoc stamps its protobuf version into the code), so the committed
 stubs are regenerated with the pinned grpcio-tools; tests/serve/test_stubs.py fails on drift.

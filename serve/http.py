@@ -11,9 +11,10 @@ the gRPC code name they end with). Endpoints, as the v2 protocol names them:
     GET  /v2/models/NAME[/versions/V]/ready            200, or 503 while not ready
     POST /v2/models/NAME[/versions/V]/infer            JSON tensors, or the binary tensor data
                                                        extension (tritonclient's default)
-    POST /v2/repository/index                          [{"name", "version", "state"}]: Triton's
-                                                       model repository extension (read only),
-                                                       how the page finds the model's name
+    POST /v2/repository/index                          [{"name", "version", "state"}]: the
+                                                       read-only index of Triton's model
+                                                       repository extension (the page's way
+                                                       to find the model's name)
     GET  /                                             serve/static/index.html, if installed
 
 Errors are JSON {"error": "..."}: 400 bad input, 404 unknown model, 413 body over the message
@@ -108,6 +109,9 @@ def app(model: V2Model, batcher: Batcher, metrics: Metrics, ready: Callable[[], 
         if request.headers.get("content-encoding", "identity") != "identity":
             raise Abort(_BAD, "compressed request bodies are not supported: send it plain")
         body = await request.body()
+        if len(body) > max_body_bytes:  # a body sent without a length
+            return JSONResponse({"error": f"request body of {len(body)} bytes exceeds the "
+                                          f"{max_body_bytes}-byte message limit"}, 413)
         return await run_in_threadpool(_infer, model, batcher, body,
                                        request.headers.get(HEADER_LENGTH))
 

@@ -30,3 +30,16 @@ def test_stubs_import_as_the_versioned_package() -> None:
 
     assert generator_pb2.DESCRIPTOR.package == "gan.v1"
     assert hasattr(generator_pb2_grpc, "GeneratorStub")
+
+
+def test_the_open_inference_protocol_stubs_keep_the_published_names() -> None:
+    """protos/inference/v2 -> serve._proto.inference.v2, but the wire names stay the published
+    ones (package `inference`), or no Triton or KServe client would find the service."""
+    from serve._proto.inference.v2 import grpc_service_pb2, grpc_service_pb2_grpc
+
+    assert grpc_service_pb2.DESCRIPTOR.package == "inference"
+    service = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    assert service.full_name == "inference.GRPCInferenceService"
+    assert hasattr(grpc_service_pb2_grpc, "GRPCInferenceServiceStub")
+    assert any(p.parts[-3:] == ("inference", "v2", "grpc_service.proto")
+               for p in codegen.proto_files())
