@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from export.onnx import to_onnx
-from serve.providers import ProviderError, SessionOptions, create_session, has_nvidia_device
+from gan.session import ProviderError, SessionOptions, create_session, has_nvidia_device
 from train.model import Generator, init_weights
 
 MODELS = {  # name -> (nz, ngf, channels, image_size)

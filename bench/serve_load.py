@@ -66,7 +66,7 @@ async def _closed_loop(address: str, concurrency: int, n: int, fmt: str, warmup_
     from serve._proto.gan.v1 import generator_pb2 as pb
     from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
     from serve.config import message_options
-    from serve.formats import TO_PB
+    from serve.images import TO_PB
 
     latencies: list[float] = []
     images = errors = 0
@@ -107,8 +107,8 @@ def client_main(spec: dict[str, Any]) -> None:
 # -- raw ONNX Runtime -----------------------------------------------------------------------
 
 def raw_ort(model: Path, providers: str, max_batch: int, duration_s: float) -> dict[str, Any]:
+    from gan.session import SessionOptions, create_session
     from serve.model import default_threads
-    from serve.providers import SessionOptions, create_session
 
     s = create_session(model, SessionOptions(providers=providers, max_batch=max_batch,
                                              intra_op_threads=default_threads()))

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from export import parity
 from export.config import ExportConfig
-from export.onnx import metadata, to_onnx
+from export.onnx import to_onnx
+from gan import session
 from gan.atomic import atomic_write
-from gan.contract import sha256_file
+from gan.contract import metadata, sha256_file
 from gan.errors import UserError
-from serve import providers
 from train import checkpoint
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def report_path(model: Path, failed: bool = False) -> Path:
 def export(config: ExportConfig) -> ExportResult:
     """Export config.checkpoint to config.out, checked; raise ParityError if the check fails."""
     if config.check:
-        providers.wanted(config.providers)  # a provider that cannot run here fails before export
+        session.wanted(config.providers)  # a provider that cannot run here fails before export
     source = checkpoint.resolve(config.checkpoint)
     ckpt = checkpoint.load(source)
     generator = checkpoint.build_generator(ckpt, ema=config.ema)

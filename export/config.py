@@ -1,4 +1,4 @@
-"""The export configuration: one typed dataclass, documented field by field.
+"""The export configurations, ExportConfig and TritonConfig: typed, one docstring per field.
 
 `gan export` only overrides these defaults. No torch import here: `gan --help` stays fast.
 """
@@ -8,11 +8,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gan.choices import PROVIDERS, check_choices
+from gan.contract import OUTPUTS
 from gan.errors import UserError
-from serve.config import PROVIDERS  # one list for export and serve
-from train.config import MIN_EVAL_IMAGES
 
-OUTPUTS = ("float", "uint8")
 PRECISIONS = ("fp32", "fp16")
 
 MIN_OPSET = 18
@@ -63,11 +62,8 @@ class ExportConfig:
 
     def validate(self) -> None:
         """Raise ExportConfigError with one clear line for the first value that cannot work."""
-        for name, allowed in (("output", OUTPUTS), ("precision", PRECISIONS),
-                              ("providers", PROVIDERS)):
-            if getattr(self, name) not in allowed:
-                raise ExportConfigError(f"unknown {name} {getattr(self, name)!r}: "
-                                        f"use one of {', '.join(allowed)}")
+        check_choices(self, {"output": OUTPUTS, "precision": PRECISIONS,
+                             "providers": PROVIDERS}, ExportConfigError)
         if self.opset < MIN_OPSET:
             raise ExportConfigError(f"opset {self.opset} is too old: use {MIN_OPSET} or newer")
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
@@ -92,52 +88,6 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
         raise ExportConfigError(f"bad --batch-sizes {text!r}: give positive integers separated "
                                 "by commas, e.g. 1,7,64")
     return tuple(sorted(set(sizes)))
-
-
-FEATURES = ("classifier", "inception")
-
-
-@dataclass(kw_only=True)
-class EvalConfig:
-    """Everything that defines one `gan eval` of a generator."""
-
-    source: str
-    """A run directory (its checkpoints/last.pt), a checkpoint (.pt) or an exported model
-    (.onnx)."""
-    num_images: int = 10000
-    """Generated images to score (and real test images to compare with, at most the split)."""
-    features: str = "classifier"
-    """Feature space: classifier (a small CNN the project trains on the dataset's train split and
-    caches; offline) or inception (the standard FID Inception-v3; needs dcgan-forge[inception]
-    and its weights). Scores from different feature spaces are not comparable."""
-    inception_weights: str | None = None
-    """--features inception: the FID Inception weights file
-    (pt_inception-2015-12-05-6726825d.pth); unset means torch-fidelity's download."""
-    ema: bool = True
-    """Checkpoints: score the EMA generator when the run kept one (--no-ema: the raw one)."""
-    seed: int = 0
-    """Seed of the latents, the labels' order and the real subset."""
-    data_dir: str | None = None
-    """Where the real data is, when not where the run trained from (same meaning as in
-    `gan train`)."""
-    providers: str = "cpu"
-    """ONNX models: execution provider (cpu, cuda, tensorrt, auto)."""
-    device: str = "auto"
-    """Checkpoints: torch device for generation and features (auto, cpu, cuda)."""
-    out: str | None = None
-    """Where to write the JSON report; unset: eval.json in a run directory, else beside the
-    checkpoint or model as <name>.eval.json."""
-
-    def __post_init__(self) -> None:
-        if self.num_images < MIN_EVAL_IMAGES:
-            raise ExportConfigError(f"-n must be at least {MIN_EVAL_IMAGES}, got "
-                                    f"{self.num_images}")
-        for name, allowed in (("features", FEATURES), ("providers", PROVIDERS)):
-            if getattr(self, name) not in allowed:
-                raise ExportConfigError(f"unknown {name} {getattr(self, name)!r}: "
-                                        f"use one of {', '.join(allowed)}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ExportConfigError(f"unknown device {self.device!r}: use auto, cpu or cuda")
 
 
 class TritonExportError(UserError):

@@ -1,12 +1,7 @@
 """Write a checkpoint's generator as one self-contained, self-describing ONNX file.
 
-Graph contract (what `serve/` and embedding apps rely on):
-  input  z       float32 [batch, nz]                 latent ~ N(0, I)
-  input  labels  int64   [batch]                     conditional models only: class index in
-                                                     [0, len(class_names)), one per image
-  output images  float32 [batch, C, H, W] in [-1, 1]   (output="float")
-                 uint8   [batch, H, W, C] in [0, 255]  (output="uint8", ready-to-show pixels)
-The metadata_props (see metadata()) say all of this in words, so nothing downstream needs torch.
+The graph and its metadata_props follow the contract in gan/contract.py (inputs z and, for a
+conditional model, labels; output images, float or uint8), so nothing downstream needs torch.
 """
 
 from __future__ import annotations
@@ -14,25 +9,21 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import onnx
 import torch
 from torch import nn
 
-import gan
-from export.config import DEFAULT_OPSET, OUTPUTS, PRECISIONS
+from export.config import DEFAULT_OPSET, PRECISIONS
 from gan.atomic import atomic_write
-from gan.contract import FORMAT, FORMAT_VERSION
+from gan.contract import OUTPUTS
 from train.model import Generator
 
 log = logging.getLogger(__name__)
-
 
 
 class ExportedGenerator(nn.Module):
@@ -67,45 +58,10 @@ DOC = ("DCGAN generator (dcgan-forge). Input z: float32 [batch, nz], z ~ N(0, I)
        "see metadata_props output/layout/value_range. Read metadata_props for nz and the shape.")
 
 
-def metadata(config: dict[str, Any], *, output: str, precision: str, opset: int, step: int,
-             checkpoint_sha256: str, class_names: list[str] | None = None,
-             generator: str = "raw") -> dict[str, str]:
-    """The model's self-description: every value a string (ONNX metadata_props).
-
-    class_names is non-empty exactly for a conditional model (it then has the `labels` input);
-    generator says which weights were exported: "ema" (the moving average) or "raw".
-    """
-    size, channels = config["image_size"], config["channels"]
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "nz": str(config["nz"]),
-        "height": str(size),
-        "width": str(size),
-        "channels": str(channels),
-        "output": output,
-        "layout": "NCHW" if output == "float" else "NHWC",
-        "value_range": "[-1, 1]" if output == "float" else "[0, 255]",
-        "latent": "standard_normal",
-        "dataset": config["dataset"],
-        "class_names": json.dumps(class_names or []),
-        "conditional": "true" if class_names else "false",
-        "generator": generator,
-        "precision": precision,
-        "train_config": json.dumps(config, sort_keys=True),
-        "step": str(step),
-        "checkpoint_sha256": checkpoint_sha256,
-        "producer": "dcgan-forge",
-        "producer_version": gan.__version__,
-        "torch_version": torch.__version__,
-        "onnx_version": onnx.__version__,
-        "opset": str(opset),
-    }
-
-
 def to_onnx(generator: Generator, *, output: str = "float", opset: int = DEFAULT_OPSET,
             precision: str = "fp32", meta: dict[str, str] | None = None) -> onnx.ModelProto:
-    """Trace the eval-mode generator with the dynamo exporter; dynamic batch; weights inline.
+    """Trace the eval-mode generator with the dynamo exporter; dynamic batch; weights inline;
+    `meta` and the exporting tools' versions as metadata_props.
 
     Eval mode turns BatchNorm into constants that the exporter's optimiser folds into the
     transposed convolutions: the graph is Unsqueeze, (ConvTranspose, Relu) x L-1,
@@ -131,7 +87,8 @@ def to_onnx(generator: Generator, *, output: str = "float", opset: int = DEFAULT
     assert program is not None  # dynamo=True with no file returns the program
     model = program.model_proto
     model.doc_string = DOC
-    for key, value in (meta or {}).items():
+    tools = {"torch_version": torch.__version__, "onnx_version": onnx.__version__}
+    for key, value in {**(meta or {}), **tools}.items():  # meta: gan.contract.metadata
         model.metadata_props.add(key=key, value=value)
     external = [t.name for t in model.graph.initializer
                 if t.data_location == onnx.TensorProto.EXTERNAL]

@@ -28,7 +28,7 @@ import torch
 from export.onnx import ExportedGenerator
 from gan.contract import sha256_file
 from gan.errors import UserError
-from serve.providers import Session, SessionOptions, create_session
+from gan.session import Session, SessionOptions, create_session
 from train.model import Generator
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from rich.logging import RichHandler
 from gan.errors import UserError
 
 # Modules with a `register(app)` function adding their commands.
-COMMAND_MODULES = ("train.cli", "export.cli", "serve.cli")
+COMMAND_MODULES = ("train.cli", "export.cli", "quality.cli", "serve.cli")
 
 app = typer.Typer(
     name="gan",

@@ -11,8 +11,9 @@ from typing import Annotated
 
 import typer
 
+from gan.choices import PROVIDERS
 from gan.fielddoc import choices, help_for
-from serve.config import PROVIDERS, GenerateConfig, ServeConfig
+from serve.config import GenerateConfig, ServeConfig
 
 _S = ServeConfig()
 Provider = choices("Provider", PROVIDERS)

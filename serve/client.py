@@ -21,7 +21,7 @@ from serve import images
 from serve._proto.gan.v1 import generator_pb2 as pb
 from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
 from serve.config import message_options
-from serve.formats import FROM_PB, TO_PB
+from serve.images import FROM_PB, TO_PB
 
 
 @dataclass

@@ -10,9 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePath
 
+from gan.choices import PROVIDERS, check_choice
 from gan.errors import UserError
-
-PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
 
 
 def message_options(max_bytes: int) -> list[tuple[str, int]]:
@@ -84,9 +83,7 @@ class ServeConfig:
 
     def validate(self) -> None:
         """Raise ServeConfigError with one clear line for the first value that cannot work."""
-        if self.providers not in PROVIDERS:
-            raise ServeConfigError(f"unknown provider {self.providers!r}: use one of "
-                                   f"{', '.join(PROVIDERS)}")
+        check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         positive = ("max_batch_size", "max_queue_size", "max_images_per_request",
                     "max_message_mb", "rpc_threads")
         for name in positive:
@@ -167,9 +164,7 @@ class GenerateConfig:
         seeds = [self.seed] + list(self.interpolate or ())
         if any(s is not None and not 0 <= s < 2**64 for s in seeds):
             raise ServeConfigError("seeds must be between 0 and 2^64 - 1")
-        if self.providers not in PROVIDERS:
-            raise ServeConfigError(f"unknown provider {self.providers!r}: use one of "
-                                   f"{', '.join(PROVIDERS)}")
+        check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         if self.nrow < 0 or self.timeout_s <= 0:
             raise ServeConfigError("nrow must not be negative and timeout_s must be positive")
 

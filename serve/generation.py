@@ -79,7 +79,7 @@ class Local:
     the first call."""
 
     def __init__(self, path: str, providers: str, batch: int = 64) -> None:
-        from serve.model import read_info
+        from gan.model import read_info
 
         self.path, self.providers, self.batch = path, providers, batch
         self.info = read_info(path)

@@ -1,4 +1,5 @@
-"""Pixels: the generator's raw output to per-image arrays, PNG or raw bytes, grids, animations.
+"""Pixels: the generator's raw output to per-image arrays, PNG or raw bytes, grids, animations;
+and the format names' wire enum (gan.v1.ImageFormat), shared by server and client.
 
 Shapes: a float model gives (B, C, H, W) float32 in [-1, 1]; a uint8 model (B, H, W, C) uint8.
 Every image leaves here channels-last (H, W, C), the layout of PNG and of the raw formats.
@@ -11,6 +12,15 @@ import math
 
 import numpy as np
 from PIL import Image
+
+from gan.contract import pixels_to_unit
+from serve._proto.gan.v1 import generator_pb2 as pb
+
+TO_PB = {"png": pb.IMAGE_FORMAT_PNG, "raw_uint8": pb.IMAGE_FORMAT_RAW_UINT8,
+         "raw_float32": pb.IMAGE_FORMAT_RAW_FLOAT32}
+"""Format name -> its wire enum value."""
+FROM_PB = {v: k for k, v in TO_PB.items()} | {pb.IMAGE_FORMAT_UNSPECIFIED: "png"}
+"""Wire enum value -> format name (unspecified means png)."""
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -32,7 +42,7 @@ def convert(raw: np.ndarray, output: str, fmt: str) -> np.ndarray:
     if output == "float":
         return to_float(raw) if fmt == "raw_float32" else to_uint8(raw)
     if fmt == "raw_float32":  # uint8 model: map pixels back to [-1, 1]
-        return raw.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+        return pixels_to_unit(raw)
     return np.ascontiguousarray(raw, dtype=np.uint8)
 
 

@@ -15,14 +15,14 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 
+from gan.contract import GeneratorInfo
 from serve import admission, images, labels, latent
 from serve._proto.gan.v1 import generator_pb2 as pb
 from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
 from serve.admission import Abort as _Abort
 from serve.batcher import Batcher, Job
-from serve.formats import FROM_PB, TO_PB
+from serve.images import FROM_PB, TO_PB
 from serve.metrics import Metrics
-from serve.model import GeneratorInfo
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
+from gan.contract import GeneratorInfo
 from serve import labels, latent
 from serve.admission import Abort
-from serve.model import GeneratorInfo
 
 PLATFORM = "onnxruntime_onnx"
 VERSION = "1"  # one file, one version

@@ -1,12 +1,24 @@
-"""Suite-wide settings: a private data cache, and the real Fashion-MNIST files."""
+"""Suite-wide settings (a private data cache, the real Fashion-MNIST files) and the session's
+shared real runs: the dataset classifier, short training runs and the models exported from them.
+
+The runs train on the real Fashion-MNIST test split (Debian's dataset-fashion-mnist, which
+`make setup` installs). Where those files are missing (a lent GPU machine, say) they train on a
+folder of generated grey-scale images instead, through the same trainer and data pipeline: parity
+depends on the weights and the graph, not on what the images show.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from export.artifact import ExportResult
 
 # Decompressed datasets go to a cache private to this test session, never the user's ~/.cache.
 os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="gan-test-cache-"))
@@ -31,7 +43,7 @@ QUICK_CLASSIFIER = {"epochs": 2, "train_limit": 10_000}
 
 @pytest.fixture(scope="session")
 def classifier_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from train import classifier as clf
+    from quality import classifier as clf
 
     home = tmp_path_factory.mktemp("classifier-home")
     with pytest.MonkeyPatch.context() as mp:
@@ -45,3 +57,56 @@ def quick_classifier(classifier_home: Path, monkeypatch: pytest.MonkeyPatch) -> 
     """Point the cache at the session's classifier: scoring finds it instead of training one."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(classifier_home))
     return classifier_home
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """image size -> the run directory of a finished short training run at that size."""
+    from tests.helpers import EXPORT_RUN, FASHION_MNIST_TRAIN, SIZES, image_folder
+    from train.run import run
+
+    root = tmp_path_factory.mktemp("runs")
+    data: dict[str, Any] = {}
+    if not FASHION_MNIST_TRAIN.is_file():
+        data = {"dataset": "folder", "data_dir": str(image_folder(root / "images")),
+                "channels": 1, "split": "train"}
+    return {size: run({**EXPORT_RUN, **data, "image_size": size}, out=str(root / f"run{size}"))
+            for size in SIZES}
+
+
+@pytest.fixture(scope="session")
+def conditional_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished short conditional run at 32 px (10 Fashion-MNIST classes, or 2 folders)."""
+    from tests.helpers import EXPORT_RUN, FASHION_MNIST_TRAIN, image_folder
+    from train.run import run
+
+    root = tmp_path_factory.mktemp("cond")
+    data: dict[str, Any] = {}
+    if not FASHION_MNIST_TRAIN.is_file():
+        for name in ("boxes", "more-boxes"):
+            image_folder(root / "classes" / name, count=16)
+        data = {"dataset": "folder", "data_dir": str(root / "classes"), "channels": 1,
+                "split": "train"}
+    return run({**EXPORT_RUN, **data, "image_size": 32, "conditional": True},
+               out=str(root / "run"))
+
+
+@pytest.fixture(scope="session")
+def exported(runs: dict[int, Path], tmp_path_factory: pytest.TempPathFactory
+             ) -> Callable[..., ExportResult]:
+    """exported(size, output="float", precision="fp32") -> the checked export, made once."""
+    from export.artifact import export
+    from export.config import ExportConfig
+
+    root = tmp_path_factory.mktemp("models")
+    cache: dict[tuple[int, str, str], ExportResult] = {}
+
+    def get(size: int, output: str = "float", precision: str = "fp32") -> ExportResult:
+        key = (size, output, precision)
+        if key not in cache:
+            out = root / f"g{size}-{output}-{precision}" / "model.onnx"
+            cache[key] = export(ExportConfig(checkpoint=str(runs[size]), out=str(out),
+                                             output=output, precision=precision))
+        return cache[key]
+
+    return get

@@ -4,8 +4,10 @@
 Keys: format, format_version, config (asdict of TrainConfig), class_names, step, epoch,
 generator, generator_ema (when EMA is on: weights with recomputed BatchNorm statistics, updates,
 decay), discriminator, optimizer_g, optimizer_d, scaler_g, scaler_d, rng (noise: each rank's
-latent generator state; torch: the CPU RNG state). A reader needs nothing but this file to
-rebuild the generator (`build_generator`) or to resume the run exactly.
+latent generator state; torch: the CPU RNG state), best_fid (the best --eval-every FID so far;
+inf without evaluations). A reader needs nothing but this file to
+rebuild the generator (`build_generator`) or to resume the run exactly (`build` makes the dict
+of a Trainer, `restore` puts one back).
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from gan.atomic import atomic_write
 from gan.errors import UserError
+from train import distributed as distrib
 from train.config import TrainConfig
+from train.ema import GeneratorEMA
 from train.model import Generator
+
+if TYPE_CHECKING:
+    from train.loop import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,55 @@ _STEP_FILE = re.compile(r"step-(\d+)\.pt$")
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, unreadable, or not one of ours."""
+
+
+def build(t: Trainer) -> dict[str, Any]:
+    """The checkpoint dict of trainer `t` (the keys above); a collective under torchrun."""
+    noise_states = distrib.gather_object(t.rng.get_state().cpu(), t.dist)
+    if t.ema is not None:
+        t.ema.calibrate(batch_size=t.cfg.batch_size)  # saved ready to use
+    extra = {} if t.ema is None else {"generator_ema": t.ema.state_dict()}
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "config": t.cfg.to_dict(), "class_names": list(t.class_names),
+        "step": t.step, "epoch": t.step // t.steps_per_epoch,
+        "generator": t.g.state_dict(), "discriminator": t.d.state_dict(),
+        "optimizer_g": t.opt_g.state_dict(), "optimizer_d": t.opt_d.state_dict(),
+        "scaler_g": t.scaler_g.state_dict(), "scaler_d": t.scaler_d.state_dict(),
+        "rng": {"noise": noise_states, "torch": torch.get_rng_state()},
+        "best_fid": t.best_fid,
+        **extra,
+    }
+
+
+def restore(t: Trainer, ckpt: dict[str, Any]) -> None:
+    """Put trainer `t` exactly where `ckpt` stopped (same step, weights, optimizers and RNG)."""
+    t.g.load_state_dict(ckpt["generator"])
+    t.d.load_state_dict(ckpt["discriminator"])
+    if t.ema is not None:
+        if "generator_ema" in ckpt:
+            t.ema.load_state_dict(ckpt["generator_ema"])
+        else:  # a checkpoint from before EMA: start the average at its weights
+            log.warning("the checkpoint has no EMA generator: the average starts here")
+            t.ema = GeneratorEMA(t.g, t.cfg.ema_decay)
+    t.opt_g.load_state_dict(ckpt["optimizer_g"])
+    t.opt_d.load_state_dict(ckpt["optimizer_d"])
+    t.scaler_g.load_state_dict(ckpt["scaler_g"])
+    t.scaler_d.load_state_dict(ckpt["scaler_d"])
+    states = ckpt["rng"]["noise"]
+    if len(states) != t.dist.world:
+        log.warning("checkpoint has %d ranks' latent RNG, this run %d: reseeding those",
+                    len(states), t.dist.world)
+    try:
+        if t.dist.rank < len(states):
+            t.rng.set_state(states[t.dist.rank])  # a CPU ByteTensor for any device
+    except RuntimeError:  # saved on another device type: its RNG state does not fit here
+        log.warning("the checkpoint's latent RNG comes from another device type: reseeding "
+                    "it, so this resumed run is not bit-identical to an uninterrupted one")
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    t.step = int(ckpt["step"])
+    t.best_fid = float(ckpt.get("best_fid", float("inf")))
+    log.info("resumed %s at step %d", t.out, t.step)
 
 
 def atomic_save(obj: Any, path: Path) -> None:

@@ -87,7 +87,7 @@ def train(
     values = {k: v for k, v in locals().items() if k not in ("ctx", "resume", "out")}
     given = {k: plain(v) for k, v in values.items() if was_given(ctx, k)}
 
-    from train.loop import run  # torch loads here, not at `gan --help`
+    from train.run import run  # torch loads here, not at `gan --help`
 
     run(overrides=given, out=str(out), resume=resume)
 

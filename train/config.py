@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from gan.choices import check_choices
 from gan.errors import UserError
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "folder")
@@ -89,9 +90,8 @@ class TrainConfig:
     channels_last: bool = True
     """Use the channels_last memory format (faster convolutions on CPU and tensor cores)."""
     compile: bool = False
-    """torch.compile G and D (inductor). Measured on a 2-core CPU: +6% images/s at 64 px after a
-    minute of compilation, but -15% at 32 px; on an H100 eager was faster (these small models are
-    launch-bound). Off by default; try it for long runs on your hardware."""
+    """torch.compile G and D (inductor). Off by default: for these small models it does not pay
+    everywhere (see docs/benchmarks.md); try it for long runs on your hardware."""
     device: str = "auto"
     """Training device: auto (cuda if available), cpu or cuda."""
     seed: int = 0
@@ -127,12 +127,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError with one clear line for the first value that cannot work."""
-        choices = {"dataset": DATASETS, "loss": LOSSES, "precision": PRECISIONS,
-                   "device": DEVICES, "d_norm": D_NORMS, "split": SPLITS}
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ConfigError(f"unknown {name} {value!r}: use one of {', '.join(allowed)}")
+        check_choices(self, {"dataset": DATASETS, "loss": LOSSES, "precision": PRECISIONS,
+                             "device": DEVICES, "d_norm": D_NORMS, "split": SPLITS}, ConfigError)
         if self.image_size not in IMAGE_SIZES:
             raise ConfigError(f"image size {self.image_size} is not supported: use one of "
                               f"{', '.join(map(str, IMAGE_SIZES))} (a power of two)")

@@ -1,4 +1,5 @@
-"""The training loop: `run(overrides, out, resume)` builds a Trainer and trains to the end.
+"""The training loop: the Trainer owns one run's models, optimizers, data and RNG, and `fit`
+trains to the end (train.run sets the run up; train.checkpoint saves and restores it).
 
 One generator step = k discriminator steps (Goodfellow et al.'s Algorithm 1, each on its own real
 minibatch and fresh latents) then one generator step on the last fakes, which are reused rather
@@ -31,63 +32,9 @@ from train.ema import GeneratorEMA
 from train.losses import make_loss
 from train.metrics import Reporter
 from train.model import Discriminator, Generator, init_weights
+from train.periodic_eval import PeriodicEval
 
 log = logging.getLogger(__name__)
-
-# Flags that may change when a run is resumed; everything else is the run's identity.
-RESUMABLE = {"epochs", "max_steps", "max_seconds", "log_every", "checkpoint_every",
-             "keep_checkpoints", "device", "data_dir", "out", "eval_every"}
-# (not eval_images: FID depends on the sample count, and best_fid must stay comparable)
-
-
-def run(overrides: dict[str, Any], out: str, resume: bool = False) -> Path:
-    """Train in run directory `out` with TrainConfig defaults overridden by `overrides`; returns
-    the run directory."""
-    cfg, ckpt = resolve_config(overrides, Path(out), resume)
-    device = distrib.resolve_device(cfg.device)
-    d = distrib.init(device)
-    if d.enabled and device.type == "cuda":
-        device = torch.device("cuda", d.local_rank)
-    try:
-        trainer = Trainer(cfg, device, d)
-        if ckpt is not None:
-            trainer.restore(ckpt)
-        try:
-            trainer.fit()
-        finally:
-            trainer.close()
-    finally:
-        d.close()
-    return Path(cfg.out)
-
-
-def resolve_config(overrides: dict[str, Any], out: Path, resume: bool
-                   ) -> tuple[TrainConfig, dict[str, Any] | None]:
-    """A fresh run's config, or a resumed run's saved config with the allowed overrides."""
-    last = out / "checkpoints" / "last.pt"
-    overrides = {**overrides, "out": str(out)}
-    if not resume:
-        if last.exists():
-            raise ConfigError(f"{out} already holds a run ({last}): pass --resume to continue it, "
-                              "or choose another --out")
-        if (out / "config.json").exists():
-            raise ConfigError(f"{out} holds a run that stopped before its first checkpoint: "
-                              "delete that folder or choose another --out")
-        return TrainConfig(**overrides), None
-    if not last.exists():
-        raise checkpoint.CheckpointError(f"--resume: no checkpoint at {last}")
-    ckpt = checkpoint.load(last)
-    saved = checkpoint.config_of(ckpt)
-    changed = sorted(k for k, v in overrides.items()
-                     if k not in RESUMABLE and getattr(saved, k) != v)
-    if changed:
-        k = changed[0]
-        raise ConfigError(f"--{k.replace('_', '-')} cannot change when resuming (the run has "
-                          f"{k}={getattr(saved, k)!r}); resumable: "
-                          f"{', '.join(sorted(RESUMABLE))}")
-    keep = {k: v for k, v in overrides.items() if k in RESUMABLE}
-    return replace(saved, **keep), ckpt
-
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for fp32. auto: bf16 on CPUs with native bf16 only; fp32 on
@@ -109,8 +56,8 @@ def _adam(module: nn.Module, lr: float, cfg: TrainConfig, device: torch.device
 class Trainer:
     """Owns the models, optimizers, data and RNG of one run (one process under torchrun)."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device, d: distrib.Dist) -> None:
-        self.device, self.dist = device, d
+    def __init__(self, cfg: TrainConfig, device: torch.device, dist: distrib.Dist) -> None:
+        self.device, self.dist = device, dist
         images = self._load_data(cfg)
         if cfg.channels and cfg.channels != images.channels:
             raise ConfigError(f"--channels {cfg.channels} but {cfg.dataset} has "
@@ -138,10 +85,10 @@ class Trainer:
         first.weight.data = first.weight.data.contiguous()
         # Gradients of D's weights are reduced across ranks in the D step (DDP); the G step and the
         # gradient penalties (double backward, which compiled graphs do not support) use D eagerly.
-        self.d_ddp: nn.Module = DDP(self.d) if d.enabled else self.d
-        self.g_train = self._compiled(DDP(self.g) if d.enabled else self.g)
+        self.d_ddp: nn.Module = DDP(self.d) if dist.enabled else self.d
+        self.g_train = self._compiled(DDP(self.g) if dist.enabled else self.g)
         self.d_train = self._compiled(self.d_ddp)
-        self.d_frozen = self._compiled(self.d) if d.enabled else self.d_train
+        self.d_frozen = self._compiled(self.d) if dist.enabled else self.d_train
         self.opt_g = _adam(self.g, cfg.lr_g, cfg, device)
         self.opt_d = _adam(self.d, cfg.lr_d, cfg, device)
         self.loss = make_loss(cfg.loss, gp_weight=cfg.gp_weight, clip_value=cfg.clip_value)
@@ -150,7 +97,7 @@ class Trainer:
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
         self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
         # Latents and penalty noise come from one generator per rank, saved in checkpoints.
-        self.rng = torch.Generator(device).manual_seed(cfg.seed * 1000 + d.rank + 1)
+        self.rng = torch.Generator(device).manual_seed(cfg.seed * 1000 + dist.rank + 1)
         # The fixed sample batch; conditional: whole rows of classes 0..C-1, one class a column.
         n = -(-cfg.num_samples // classes) * classes if classes else cfg.num_samples
         self.fixed_noise = torch.randn(n, cfg.nz,
@@ -159,15 +106,15 @@ class Trainer:
         self.ema = GeneratorEMA(self.g, cfg.ema_decay) if cfg.ema_decay > 0 else None
         # A range is all the sampler needs of a dataset: its length.
         self.sampler: DistributedSampler[int] = DistributedSampler(
-            range(len(self.images)), num_replicas=d.world, rank=d.rank,  # type: ignore[arg-type]
+            range(len(self.images)), num_replicas=dist.world, rank=dist.rank,  # type: ignore[arg-type]
             shuffle=True, seed=cfg.seed, drop_last=True)
         self.steps_per_epoch = len(self.sampler) // (cfg.batch_size * cfg.d_steps)
         if self.steps_per_epoch < 1:
             raise ConfigError(f"{len(self.images)} images are too few for batch size "
-                              f"{cfg.batch_size} x {cfg.d_steps} D steps x {d.world} processes")
+                              f"{cfg.batch_size} x {cfg.d_steps} D steps x {dist.world} processes")
         self.step = 0
         self.best_fid = float("inf")  # of the --eval-every evaluations so far
-        self._features: Any = None  # with --eval-every: the classifier features (_prepare_eval)
+        self.evaluate: PeriodicEval | None = None  # with --eval-every, made by fit()
         self.out = Path(cfg.out)
         self.reporter: Reporter | None = None
         self._acc = torch.zeros(4, device=device)  # sums of loss_d, loss_g, D(x), D(G(z))
@@ -222,7 +169,8 @@ class Trainer:
                  "precision %s", cfg.dataset, cfg.image_size, self.device, cfg.loss,
                  self.total_steps, cfg.batch_size, self.dist.world,
                  self.amp_dtype or torch.float32)
-        self._prepare_eval()
+        if cfg.eval_every:
+            self.evaluate = PeriodicEval(cfg, self.dist)
         self._tick = (time.perf_counter(), self.step)
         self._began = time.perf_counter()
         if self.step >= self.total_steps:
@@ -237,8 +185,8 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     self._log(epoch)
                     stop = self._out_of_time()
-                if cfg.eval_every and self.step % cfg.eval_every == 0:
-                    self._evaluate(epoch)  # first: a checkpoint of this step has its best_fid
+                if self.evaluate is not None and self.step % cfg.eval_every == 0:
+                    self.evaluate(self, epoch)  # first: a checkpoint of this step has its best_fid
                 if self.step % cfg.checkpoint_every == 0:
                     self._save(periodic=True)
                 if self.step == self.total_steps or stop:
@@ -351,88 +299,8 @@ class Trainer:
         assert self.reporter is not None
         self.reporter.image(self.step, grid)
 
-    def _evaluate(self, epoch: int) -> None:
-        """FID/KID/precision/recall of the sampling generator on --eval-images images (rank 0),
-        logged; checkpoints/best.pt follows the best FID (a collective: every rank calls it)."""
-        better = False
-        if self.dist.is_main:
-            result = self._quality()
-            values = {"eval/fid": result["fid"], "eval/kid": result["kid_mean"],
-                      "eval/precision": result["precision"], "eval/recall": result["recall"]}
-            if "mean_class_accuracy" in result.get("classifier", {}):
-                values["eval/class_accuracy"] = result["classifier"]["mean_class_accuracy"]
-            assert self.reporter is not None
-            self.reporter.record(self.step, epoch, values)
-            better = result["fid"] < self.best_fid
-            if better:
-                self.best_fid = result["fid"]
-        if distrib.any_rank(better, self.dist):
-            state = self.state()
-            if self.dist.is_main:
-                checkpoint.atomic_save(state, self.out / "checkpoints" / "best.pt")
-                log.info("step %d: best FID so far (%.4g): checkpoints/best.pt", self.step,
-                         self.best_fid)
-
-    def _prepare_eval(self) -> None:
-        """With --eval-every: the classifier features, ready before the first step (trained
-        here if not cached), so a dataset it cannot work with fails now on every rank."""
-        if not self.cfg.eval_every:
-            return
-        failed: Exception | None = None
-        if self.dist.is_main:
-            from train.classifier import ClassifierError
-            from train.features import make_features
-
-            cfg = self.cfg
-            try:
-                self._features = make_features("classifier", dataset=cfg.dataset,
-                                               data_dir=cfg.data_dir, image_size=cfg.image_size,
-                                               channels=cfg.channels)
-            except ClassifierError as e:
-                failed = ConfigError(f"--eval-every scores with the dataset's classifier, and "
-                                     f"none can be made here: {e}")
-            except Exception as e:  # noqa: BLE001 - re-raised below, after the other ranks know
-                failed = e
-        if distrib.any_rank(failed is not None, self.dist):
-            if failed is not None:
-                raise failed
-            raise ConfigError("--eval-every: rank 0 could not prepare the evaluation")
-
-    @torch.no_grad()
-    def _quality(self) -> dict[str, Any]:
-        from train.evaluation import evaluate, torch_sampler
-
-        cfg = self.cfg
-        sample = torch_sampler(self.generator(), self.device)
-        try:
-            return evaluate(sample, nz=cfg.nz, dataset=cfg.dataset, data_dir=cfg.data_dir,
-                            image_size=cfg.image_size, channels=cfg.channels,
-                            n=cfg.eval_images, features=self._features,
-                            class_names=list(self.class_names) if cfg.conditional else [],
-                            seed=cfg.seed)
-        finally:
-            self.g.train()
-
-    def state(self) -> dict[str, Any]:
-        """The checkpoint dict (format in train.checkpoint); a collective under torchrun."""
-        noise_states = distrib.gather_object(self.rng.get_state().cpu(), self.dist)
-        if self.ema is not None:
-            self.ema.calibrate(batch_size=self.cfg.batch_size)  # saved ready to use
-        extra = {} if self.ema is None else {"generator_ema": self.ema.state_dict()}
-        return {
-            "format": checkpoint.FORMAT, "format_version": checkpoint.FORMAT_VERSION,
-            "config": self.cfg.to_dict(), "class_names": list(self.class_names),
-            "step": self.step, "epoch": self.step // self.steps_per_epoch,
-            "generator": self.g.state_dict(), "discriminator": self.d.state_dict(),
-            "optimizer_g": self.opt_g.state_dict(), "optimizer_d": self.opt_d.state_dict(),
-            "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
-            "rng": {"noise": noise_states, "torch": torch.get_rng_state()},
-            "best_fid": self.best_fid,
-            **extra,
-        }
-
     def _save(self, periodic: bool) -> None:
-        state = self.state()
+        state = checkpoint.build(self)
         if not self.dist.is_main:
             return
         folder = self.out / "checkpoints"
@@ -440,35 +308,6 @@ class Trainer:
             checkpoint.atomic_save(state, folder / f"step-{self.step}.pt")
             checkpoint.prune(folder, self.cfg.keep_checkpoints)
         checkpoint.atomic_save(state, folder / "last.pt")
-
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        """Continue exactly where `ckpt` stopped (same step, weights, optimizer and RNG)."""
-        self.g.load_state_dict(ckpt["generator"])
-        self.d.load_state_dict(ckpt["discriminator"])
-        if self.ema is not None:
-            if "generator_ema" in ckpt:
-                self.ema.load_state_dict(ckpt["generator_ema"])
-            else:  # a checkpoint from before EMA: start the average at its weights
-                log.warning("the checkpoint has no EMA generator: the average starts here")
-                self.ema = GeneratorEMA(self.g, self.cfg.ema_decay)
-        self.opt_g.load_state_dict(ckpt["optimizer_g"])
-        self.opt_d.load_state_dict(ckpt["optimizer_d"])
-        self.scaler_g.load_state_dict(ckpt["scaler_g"])
-        self.scaler_d.load_state_dict(ckpt["scaler_d"])
-        states = ckpt["rng"]["noise"]
-        if len(states) != self.dist.world:
-            log.warning("checkpoint has %d ranks' latent RNG, this run %d: reseeding those",
-                        len(states), self.dist.world)
-        try:
-            if self.dist.rank < len(states):
-                self.rng.set_state(states[self.dist.rank])  # a CPU ByteTensor for any device
-        except RuntimeError:  # saved on another device type: its RNG state does not fit here
-            log.warning("the checkpoint's latent RNG comes from another device type: reseeding "
-                        "it, so this resumed run is not bit-identical to an uninterrupted one")
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        self.step = int(ckpt["step"])
-        self.best_fid = float(ckpt.get("best_fid", float("inf")))
-        log.info("resumed %s at step %d", self.out, self.step)
 
     def close(self) -> None:
         if self.reporter is not None:

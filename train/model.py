@@ -24,13 +24,13 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from train.config import IMAGE_SIZES as SUPPORTED_SIZES
+from train.config import IMAGE_SIZES
 
 
 def num_layers(image_size: int) -> int:
     """Number of (transposed) convolutions for `image_size`; rejects unsupported sizes."""
-    if image_size not in SUPPORTED_SIZES:
-        sizes = ", ".join(map(str, SUPPORTED_SIZES))
+    if image_size not in IMAGE_SIZES:
+        sizes = ", ".join(map(str, IMAGE_SIZES))
         raise ValueError(f"image size {image_size} is not supported: use one of {sizes}")
     return int(math.log2(image_size)) - 1
 

@@ -20,7 +20,7 @@ from gan.cli import app
 from serve import images, latent
 from serve.client import GeneratorClient, request
 from serve.server import GeneratorServer
-from tests.serve.support import FASHION_MNIST, export_generator, reference_latent, running
+from tests.helpers import FASHION_MNIST_CLASSES, export_generator, reference_latent, running
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -202,7 +202,7 @@ def test_generate_without_label_cycles_the_classes(gan_cli, g32_cond: Path,
 
 def test_bad_label_is_one_line(gan_cli, g32: Path, g32_cond: Path,
                                cond_server: GeneratorServer, tmp_path: Path) -> None:
-    names = ", ".join(FASHION_MNIST)
+    names = ", ".join(FASHION_MNIST_CLASSES)
     with running(g32) as plain:
         cases = [
             (["--model", str(g32_cond), "--label", "Sneakers"],

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import export_generator
 from tests.serve import triton
-from tests.serve.support import export_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 

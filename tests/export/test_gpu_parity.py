@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from export import parity
-from serve.providers import SessionOptions, create_session, has_nvidia_device
+from gan.session import SessionOptions, create_session, has_nvidia_device
 from train import checkpoint
 
 pytestmark = [

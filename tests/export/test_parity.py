@@ -14,10 +14,9 @@ from export import parity
 from export.artifact import ParityError, export
 from export.config import ExportConfig
 from gan.contract import sha256_file
+from tests.helpers import SIZES
 from train import checkpoint
 from train.model import Generator, init_weights
-
-from .conftest import SIZES
 
 CONTRACT_KEYS = {"format", "format_version", "nz", "height", "width", "channels", "output",
                  "layout", "value_range", "latent", "dataset", "class_names", "precision",

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from gan.cli import app
 from gan.errors import UserError
-from tests.serve.support import FASHION_MNIST, export_generator
+from tests.helpers import FASHION_MNIST_CLASSES, export_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 TRITON_PYTHON = Path(os.environ.get("GAN_TRITON_PYTHON",
@@ -101,7 +101,7 @@ def test_config_parses_as_triton_model_config_and_matches_the_onnx_file(models, 
     assert {k: v["string_value"] for k, v in config["parameters"].items()} == meta
     if name == "g32_cond":
         assert json.loads(config["parameters"]["class_names"]["string_value"]) == list(
-            FASHION_MNIST)
+            FASHION_MNIST_CLASSES)
 
 
 def test_tensorrt_accelerator_with_fp16_and_its_cache(models, tmp_path):

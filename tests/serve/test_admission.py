@@ -13,7 +13,7 @@ import pytest
 from serve._proto.gan.v1 import generator_pb2 as pb
 from serve.client import GeneratorClient, request
 from serve.server import GeneratorServer
-from tests.serve.support import running
+from tests.helpers import running
 
 NZ = 100
 

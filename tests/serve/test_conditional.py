@@ -14,7 +14,7 @@ from serve import images, labels, latent
 from serve._proto.gan.v1 import generator_pb2 as pb
 from serve.client import GeneratorClient
 from serve.server import GeneratorServer
-from tests.serve.support import FASHION_MNIST, NZ, reference, reference_latent, running
+from tests.helpers import FASHION_MNIST_CLASSES, NZ, reference, reference_latent, running
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def _floats(raw: np.ndarray) -> list[np.ndarray]:
 def _same(got: list[np.ndarray], want: list[np.ndarray]) -> None:
     assert len(got) == len(want)
     for a, b in zip(got, want, strict=True):
-        np.testing.assert_array_equal(a, b)  # bit-exact on CPU (README: Determinism)
+        np.testing.assert_array_equal(a, b)  # bit-exact on CPU (docs/serving.md: Determinism)
 
 
 @pytest.mark.parametrize("values, n, message", [
@@ -149,7 +149,7 @@ def test_concurrent_requests_with_different_labels_each_get_their_own(
 def test_model_info_lists_the_class_names(cond: GeneratorServer) -> None:
     with GeneratorClient(cond.address) as client:
         info = client.model_info()
-    assert list(info.class_names) == list(FASHION_MNIST)
+    assert list(info.class_names) == list(FASHION_MNIST_CLASSES)
     assert info.metadata["conditional"] == "true"
 
 
@@ -196,7 +196,7 @@ def test_label_rule() -> None:
 
 
 def test_label_names_and_indices() -> None:
-    names = list(FASHION_MNIST)
+    names = list(FASHION_MNIST_CLASSES)
     assert labels.parse("Sneaker", names) == 7
     assert labels.parse("sNEAKER", names) == 7
     assert labels.parse("ankle boot", names) == 9

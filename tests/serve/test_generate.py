@@ -12,7 +12,7 @@ import pytest
 from serve import images, latent
 from serve.client import GeneratorClient
 from serve.server import GeneratorServer
-from tests.serve.support import reference, running
+from tests.helpers import reference, running
 
 
 def _float_images(raw: np.ndarray) -> list[np.ndarray]:

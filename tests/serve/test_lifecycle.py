@@ -14,9 +14,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gan.contract import ModelLoadError
+from gan.model import read_info
 from serve.client import GeneratorClient, request
-from serve.model import ModelLoadError, read_info
-from tests.serve.support import running
+from tests.helpers import running
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVING = health_pb2.HealthCheckResponse.SERVING

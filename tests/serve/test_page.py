@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from serve import latent
-from tests.serve.support import FASHION_MNIST, NZ, export_generator, reference, reference_latent
+from tests.helpers import FASHION_MNIST_CLASSES, NZ, export_generator, reference, reference_latent
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium")
@@ -138,7 +138,7 @@ def test_the_page_shows_the_seeds_images_and_describes_the_model(page, cond_mode
     grid = pixels(page, "#grid canvas")
     assert len(grid) == 20  # two rows of the 10 classes
     assert_shows(grid, reference(cond_model, 7, 20, [i % 10 for i in range(20)]))
-    assert captions(page, "#grid") == list(FASHION_MNIST) * 2
+    assert captions(page, "#grid") == list(FASHION_MNIST_CLASSES) * 2
     about = page.inner_text("#about")
     for text in ("dcgan", "32 × 32, grey", "fashion-mnist", "training step", "cpu", "Sneaker"):
         assert text in about
@@ -162,7 +162,7 @@ def test_a_click_gives_a_different_grid(page, cond_model):
 
 def test_the_class_picker_changes_the_images(page, cond_model):
     before = pixels(page, "#grid canvas")
-    sneaker = FASHION_MNIST.index("Sneaker")
+    sneaker = FASHION_MNIST_CLASSES.index("Sneaker")
     page.select_option("#class", str(sneaker))
     wait_for(page, "#grid", label=str(sneaker))
     after = pixels(page, "#grid canvas")

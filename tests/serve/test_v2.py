@@ -16,8 +16,8 @@ from serve import images
 from serve._proto.inference.v2 import grpc_service_pb2
 from serve.client import GeneratorClient
 from serve.server import GeneratorServer
+from tests.helpers import NZ, reference, reference_latent, running
 from tests.serve import triton
-from tests.serve.support import NZ, reference, reference_latent, running
 from tests.serve.triton_client import describe
 
 pytestmark = triton.skip_without

@@ -20,7 +20,7 @@ from serve import latent
 from serve._proto.inference.v2 import grpc_service_pb2 as pb
 from serve._proto.inference.v2 import grpc_service_pb2_grpc as pb_grpc
 from serve.server import GeneratorServer
-from tests.serve.support import FASHION_MNIST, NZ, reference, reference_latent, running
+from tests.helpers import FASHION_MNIST_CLASSES, NZ, reference, reference_latent, running
 
 Tensor = pb.ModelInferRequest.InferInputTensor
 
@@ -56,7 +56,7 @@ def test_model_metadata_carries_the_self_description(cond: GeneratorServer) -> N
     assert [i["name"] for i in meta["inputs"]] == ["z", "labels"]
     p = meta["parameters"]
     assert all(isinstance(v, str) for v in p.values())
-    assert json.loads(p["class_names"]) == list(FASHION_MNIST)
+    assert json.loads(p["class_names"]) == list(FASHION_MNIST_CLASSES)
     assert (p["nz"], p["height"], p["channels"], p["conditional"]) == ("100", "32", "1", "true")
     assert p["dataset"] == "fashion-mnist" and p["step"] == "0"
     assert p["provider"] == cond.model.provider and p["model_id"] == cond.model.info.model_id

@@ -9,11 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.helpers import train_on_flat_folder, train_tiny
 from train import checkpoint
 from train.config import ConfigError
 from train.model import Discriminator, Generator, init_weights
-
-from .conftest import train_on_flat_folder, train_tiny
 
 
 def test_generator_output_depends_on_the_label() -> None:

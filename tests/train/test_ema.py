@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import train_tiny
 from train import checkpoint
 from train.ema import GeneratorEMA
 from train.model import Generator, init_weights
-
-from .conftest import train_tiny
 
 
 def _generator(seed: int = 0, classes: int = 0) -> Generator:

@@ -9,12 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.helpers import TINY, train_on_flat_folder, train_tiny
 from train import checkpoint
 from train.checkpoint import CheckpointError
 from train.config import LOSSES, ConfigError
-from train.loop import run
-
-from .conftest import TINY, train_on_flat_folder, train_tiny
+from train.run import run
 
 pytestmark = pytest.mark.fashion_mnist
 

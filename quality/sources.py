@@ -1,7 +1,7 @@
-"""`gan eval`: score the generator of a run, a checkpoint or an exported ONNX model.
+"""Where samples come from: the generator of a run, a checkpoint or an exported ONNX model.
 
-Either source becomes a sampler, z (B, nz) [, labels (B,)] -> images (B, C, S, S) in [-1, 1],
-that `train.evaluation.evaluate` scores against the dataset's real test split. An ONNX model is
+Each becomes a Sampler, z (B, nz) [, labels (B,)] -> images (B, C, S, S) in [-1, 1], that
+`quality.evaluation.evaluate` scores against the dataset's real test split. An ONNX model is
 scored through ONNX Runtime, exactly as it will be served (uint8 models are mapped back to
 [-1, 1]), and its metadata alone says which dataset, size and classes it has.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.config import EvalConfig
-from gan.atomic import atomic_write
-from gan.contract import sha256_file
+from gan.contract import pixels_to_unit, sha256_file
 from gan.errors import UserError
+from quality.config import EvalConfig
 from train import checkpoint
 from train.config import TrainConfig
 from train.distributed import resolve_device
-from train.evaluation import Sampler
 
 log = logging.getLogger(__name__)
 
+# z float32 (B, nz), labels int64 (B,) or None -> images float (B, C, S, S) in [-1, 1], CPU.
+Sampler = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+def torch_sampler(g: torch.nn.Module, device: torch.device) -> Sampler:
+    """A (conditional) torch generator in eval mode on `device` as a Sampler."""
+    def sample(z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        with torch.inference_mode():
+            y = None if labels is None else labels.to(device)
+            return g(z.to(device), y).float().cpu()
+
+    return sample
 
 
 @dataclass
@@ -43,6 +54,7 @@ class Source:
 
 
 def open_source(config: EvalConfig) -> Source:
+    """config.source (a run directory, a checkpoint or an .onnx file) as a Source."""
     path = Path(config.source)
     if path.suffix == ".onnx":
         return _onnx_source(path, config.providers)
@@ -50,8 +62,6 @@ def open_source(config: EvalConfig) -> Source:
 
 
 def _checkpoint_source(path: Path, ema: bool, device_name: str) -> Source:
-    from train.evaluation import torch_sampler
-
     ckpt = checkpoint.load(path)
     g = checkpoint.build_generator(ckpt, ema=ema)
     device = resolve_device(device_name)
@@ -65,26 +75,24 @@ def _checkpoint_source(path: Path, ema: bool, device_name: str) -> Source:
 
 
 def _onnx_source(path: Path, providers: str) -> Source:
-    from serve.model import read_info
-    from serve.providers import SessionOptions, create_session
+    from gan.model import GeneratorModel  # the serving model's checks and run
+    from gan.session import SessionOptions
 
-    info = read_info(path)
-    session = create_session(path, SessionOptions(providers=providers, max_batch=250,
-                                                  opt_batch=250))
+    model = GeneratorModel(path, SessionOptions(providers=providers, max_batch=250,
+                                                opt_batch=250))
+    info = model.info
 
     def sample(z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        feed = {"z": z.numpy().astype(np.float32)}
-        if labels is not None:
-            feed["labels"] = labels.numpy().astype(np.int64)
-        out = session.session.run(["images"], feed)[0]
+        out = model.run(z.numpy().astype(np.float32),
+                        None if labels is None else labels.numpy().astype(np.int64))
         if info.output == "uint8":  # (B, H, W, C) pixels -> (B, C, H, W) in [-1, 1]
-            return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            return torch.from_numpy(pixels_to_unit(out)).permute(0, 3, 1, 2)
         return torch.from_numpy(out)
 
     cfg = _trained_on(info.metadata, path)
     about = {"kind": "onnx", "path": str(path), "sha256": sha256_file(path),
              "step": int(info.metadata.get("step", 0)),
-             "generator": info.metadata.get("generator", "raw"), "provider": session.provider}
+             "generator": info.metadata.get("generator", "raw"), "provider": model.provider}
     return Source(sample, info.nz, cfg, list(info.class_names), about)
 
 
@@ -98,33 +106,3 @@ def _trained_on(meta: dict[str, str], path: Path) -> TrainConfig:
     except (KeyError, ValueError, UserError) as e:
         raise UserError(f"{path} does not say which data it was trained on ({e}): export it "
                         "again with `gan export`, or score its checkpoint") from None
-
-
-def default_out(source: str) -> Path:
-    """eval.json in a run directory, else <name>.eval.json beside the file."""
-    p = Path(source)
-    return p / "eval.json" if p.is_dir() else p.with_suffix(".eval.json")
-
-
-def run(config: EvalConfig) -> tuple[dict[str, Any], Path]:
-    """Score config.source; returns the report and where it was written."""
-    from train.evaluation import evaluate
-    from train.features import make_features
-
-    source = open_source(config)
-    cfg = source.train_config
-    data_dir = config.data_dir or cfg.data_dir
-    features = make_features(config.features, dataset=cfg.dataset, data_dir=data_dir,
-                             image_size=cfg.image_size, channels=cfg.channels,
-                             inception_weights=config.inception_weights,
-                             device=source.device)
-    log.info("scoring %d images of %s with %s features", config.num_images, config.source,
-             config.features)
-    report = evaluate(source.sample, nz=source.nz, dataset=cfg.dataset, data_dir=data_dir,
-                      image_size=cfg.image_size, channels=cfg.channels, n=config.num_images,
-                      features=features, class_names=source.class_names, seed=config.seed)
-    report = {"source": source.about, **report}
-    out = Path(config.out) if config.out else default_out(config.source)
-    text = json.dumps(report, indent=2) + "\n"
-    atomic_write(out, lambda f: f.write(text.encode()))
-    return report, out

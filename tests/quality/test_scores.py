@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from train import scores
+from quality import scores
 
 
 def _exact(n: int, mean: list[float], cov: list[list[float]], seed: int) -> torch.Tensor:

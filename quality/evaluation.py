@@ -1,46 +1,39 @@
 """Sample quality of a generator against the real test split: FID, KID, precision/recall, and
 (for labelled data) what the dataset's classifier makes of the samples.
 
-The generator is anything that maps latents to images (`Sampler`): a torch module or an ONNX
-session, owned by the caller. Everything here runs on the CPU in inference mode, in batches.
+The generator is anything that maps latents to images (`quality.sources.Sampler`): a torch module
+or an ONNX session, owned by the caller. Everything here runs on the CPU in inference mode, in
+batches. `run` is `gan eval`; `TrainingEval` is the training loop's one hook (--eval-every).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from gan.atomic import atomic_write
 from gan.errors import UserError
-from train import classifier as clf
-from train import data, scores
-from train.config import MIN_EVAL_IMAGES, TrainConfig
-from train.features import ClassifierFeatures, FeatureExtractor
+from quality import classifier as clf
+from quality import scores
+from quality.config import EvalConfig
+from quality.features import ClassifierFeatures, FeatureExtractor, make_features
+from quality.sources import Sampler, open_source, torch_sampler
+from train import data
+from train.config import MIN_EVAL_IMAGES, ConfigError, TrainConfig
 
 log = logging.getLogger(__name__)
 
-# z float32 (B, nz), labels int64 (B,) or None -> images float (B, C, S, S) in [-1, 1], CPU.
-Sampler = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 PR_NEIGHBOURS = 3  # k of precision/recall, as in Kynkaanniemi et al.
-MIN_SAMPLES = MIN_EVAL_IMAGES  # below this even the k-NN radii of precision/recall are noise
 
 
 class EvaluationError(UserError):
     """The generator and the dataset do not fit together."""
-
-
-def torch_sampler(g: torch.nn.Module, device: torch.device) -> Sampler:
-    """A (conditional) torch generator in eval mode on `device` as a Sampler."""
-    def sample(z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        with torch.inference_mode():
-            y = None if labels is None else labels.to(device)
-            return g(z.to(device), y).float().cpu()
-
-    return sample
 
 
 def evaluate(sampler: Sampler, *, dataset: str, data_dir: str | None, image_size: int,
@@ -49,8 +42,10 @@ def evaluate(sampler: Sampler, *, dataset: str, data_dir: str | None, image_size
     """Score n samples (seeded z ~ N(0, I); labels arange(n) % classes when class_names is not
     empty) against n real test images (all of them if there are fewer) in `features`' space.
     Returns a JSON-serialisable dict naming the extractor, the sample counts and the scores."""
-    if n < MIN_SAMPLES:
-        raise EvaluationError(f"n must be at least {MIN_SAMPLES} to estimate the scores, got {n}")
+    # below MIN_EVAL_IMAGES even the k-NN radii of precision/recall are noise
+    if n < MIN_EVAL_IMAGES:
+        raise EvaluationError(f"n must be at least {MIN_EVAL_IMAGES} to estimate the scores, "
+                              f"got {n}")
     started = time.perf_counter()
     real, split = _real_images(dataset, data_dir, image_size, channels, n, seed)
     classifier = _classifier(features, dataset, data_dir, image_size, real.channels,
@@ -89,9 +84,9 @@ def _real_images(dataset: str, data_dir: str | None, image_size: int, channels: 
     if channels and real.channels != channels:
         raise EvaluationError(f"the generator makes {channels}-channel images but {dataset} has "
                               f"{real.channels}")
-    if real.images.shape[0] < MIN_SAMPLES:
+    if real.images.shape[0] < MIN_EVAL_IMAGES:
         raise EvaluationError(f"{dataset} has {real.images.shape[0]} images: too few to compare "
-                              f"with (at least {MIN_SAMPLES})")
+                              f"with (at least {MIN_EVAL_IMAGES})")
     if n < real.images.shape[0]:
         keep = torch.randperm(real.images.shape[0],
                               generator=torch.Generator().manual_seed(seed))[:n]
@@ -162,3 +157,54 @@ def _class_report(classifier: clf.Classifier, predicted: torch.Tensor | None,
         report["class_accuracy"] = per_class
         report["mean_class_accuracy"] = sum(per_class.values()) / len(per_class)
     return report
+
+
+def default_out(source: str) -> Path:
+    """eval.json in a run directory, else <name>.eval.json beside the file."""
+    p = Path(source)
+    return p / "eval.json" if p.is_dir() else p.with_suffix(".eval.json")
+
+
+def run(config: EvalConfig) -> tuple[dict[str, Any], Path]:
+    """Score config.source; returns the report and where it was written."""
+    source = open_source(config)
+    cfg = source.train_config
+    data_dir = config.data_dir or cfg.data_dir
+    features = make_features(config.features, dataset=cfg.dataset, data_dir=data_dir,
+                             image_size=cfg.image_size, channels=cfg.channels,
+                             inception_weights=config.inception_weights,
+                             device=source.device)
+    log.info("scoring %d images of %s with %s features", config.num_images, config.source,
+             config.features)
+    report = evaluate(source.sample, nz=source.nz, dataset=cfg.dataset, data_dir=data_dir,
+                      image_size=cfg.image_size, channels=cfg.channels, n=config.num_images,
+                      features=features, class_names=source.class_names, seed=config.seed)
+    report = {"source": source.about, **report}
+    out = Path(config.out) if config.out else default_out(config.source)
+    text = json.dumps(report, indent=2) + "\n"
+    atomic_write(out, lambda f: f.write(text.encode()))
+    return report, out
+
+
+class TrainingEval:
+    """--eval-every: the dataset classifier's features, made once before the first step (trained
+    here if not cached), then `score` of the sampling generator at each evaluation."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        try:
+            self.features = make_features("classifier", dataset=cfg.dataset,
+                                          data_dir=cfg.data_dir, image_size=cfg.image_size,
+                                          channels=cfg.channels)
+        except clf.ClassifierError as e:
+            raise ConfigError(f"--eval-every scores with the dataset's classifier, and none can "
+                              f"be made here: {e}") from None
+
+    def score(self, g: torch.nn.Module, device: torch.device, class_names: list[str]
+              ) -> dict[str, Any]:
+        """evaluate() of generator g (eval mode, on `device`) on --eval-images images."""
+        cfg = self.cfg
+        return evaluate(torch_sampler(g, device), nz=cfg.nz, dataset=cfg.dataset,
+                        data_dir=cfg.data_dir, image_size=cfg.image_size, channels=cfg.channels,
+                        n=cfg.eval_images, features=self.features, class_names=class_names,
+                        seed=cfg.seed)

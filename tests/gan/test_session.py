@@ -1,5 +1,5 @@
-"""serve.providers on real ONNX Runtime sessions; GPU-only checks live in
-tests/export/test_gpu_parity.py and skip without a GPU. Torch-free, like serve itself."""
+"""gan.session on real ONNX Runtime sessions; GPU-only checks live in
+tests/export/test_gpu_parity.py and skip without a GPU. Torch-free, like serve, which uses it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from gan.errors import UserError
-from serve.providers import (
+from gan.session import (
     ProviderError,
     Session,
     SessionOptions,
@@ -78,7 +78,7 @@ def test_tensorrt_falling_back_to_cuda_is_reported_not_hidden(model, caplog):
     cpu = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     on_cuda = Session(session=cpu, provider="cuda", requested="tensorrt")
     assert on_cuda.fell_back
-    with caplog.at_level(logging.WARNING, logger="serve.providers"):
+    with caplog.at_level(logging.WARNING, logger="gan.session"):
         judge(on_cuda)
     assert "asked for tensorrt, but ONNX Runtime runs the model on cuda" in caplog.text
     with pytest.raises(ProviderError, match="provider cuda did not load"):

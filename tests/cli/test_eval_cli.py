@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from .test_cli import invoke, one_line_user_error
+from tests.helpers import invoke, one_line_user_error
 
 pytestmark = [pytest.mark.fashion_mnist, pytest.mark.usefixtures("quick_classifier")]
 
@@ -75,7 +75,7 @@ def test_inception_without_torch_fidelity_says_what_to_do(runs):
 def test_train_conditional_export_serve_ten_sneakers(conditional_run, tmp_path):
     """The issue's path end to end: a conditional run, exported, served; `gan generate --label
     Sneaker` through the server gives ten images, the same as the local model gives."""
-    from tests.serve.support import running
+    from tests.helpers import running
 
     model = tmp_path / "cgan.onnx"
     assert invoke("export", str(conditional_run), "--out", str(model)).exit_code == 0

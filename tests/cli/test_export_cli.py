@@ -10,25 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from gan.cli import app
-from gan.errors import UserError
-from serve.providers import has_nvidia_device
+from gan.session import has_nvidia_device
+from tests.helpers import invoke, one_line_user_error
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args))
-
-
-def one_line_user_error(result) -> str:
-    assert result.exit_code != 0
-    assert isinstance(result.exception, UserError), result.output
-    message = str(result.exception)
-    assert "\n" not in message
-    return message
 
 
 def test_export_run_dir_then_info(runs, tmp_path):

@@ -15,12 +15,13 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.train.quality_support import Noise, RealImages, mixture, untrained_generator
-from train import classifier as clf
+from quality import classifier as clf
+from quality.evaluation import EvaluationError, evaluate
+from quality.features import ClassifierFeatures, FeaturesUnavailable, InceptionFeatures
+from quality.sources import Sampler
+from tests.helpers import Noise, RealImages, mixture, untrained_generator
 from train import data
 from train.config import TrainConfig
-from train.evaluation import EvaluationError, Sampler, evaluate
-from train.features import ClassifierFeatures, FeaturesUnavailable, InceptionFeatures
 
 QUICK = clf.ClassifierSettings(epochs=2, train_limit=10_000)
 NZ = 100
@@ -211,7 +212,7 @@ def test_a_briefly_trained_generator_lands_between_real_and_untrained(
     """Real training moves FID the right way: 300 steps of a small DCGAN on the train split
     score clearly better than its initial weights and far worse than real images."""
     from train import checkpoint
-    from train.loop import run
+    from train.run import run
 
     out = run({"ngf": 16, "ndf": 16, "batch_size": 64, "max_steps": 300, "log_every": 100,
                "checkpoint_every": 10**6, "device": "cpu", "precision": "fp32"},

@@ -1,10 +1,11 @@
 """Build an ONNX Runtime session from a provider choice, and report the provider that really runs.
 
 The one session factory of the project: `gan serve` uses it, and so do `gan export`'s parity
-checks and the benchmarks (it imports only onnxruntime and numpy, so the torch-free serving
-install keeps it). onnxruntime-gpu lists the TensorRT and CUDA providers even on machines where
-their libraries cannot load; ONNX Runtime then falls back quietly, so the truth is read back from
-`session.get_providers()` after the session is built, never assumed from the request.
+checks, `gan eval` of ONNX files and the benchmarks (it imports only onnxruntime and numpy, so the
+torch-free serving install keeps it). onnxruntime-gpu lists the TensorRT and CUDA providers even
+on machines where their libraries cannot load; ONNX Runtime then falls back quietly, so the truth
+is read back from `session.get_providers()` after the session is built, never assumed from the
+request.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from gan.choices import PROVIDERS, check_choice
 from gan.errors import UserError
-from serve.config import PROVIDERS
 
 log = logging.getLogger(__name__)
 
-CHOICES = PROVIDERS
 _NAMES = {
     "tensorrt": "TensorrtExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -60,8 +60,8 @@ class SessionOptions:
     warm_every_batch: bool = False
     """CUDA only: warm up with every batch size 1..max_batch, not just the profile's. The CUDA
     provider runs cuDNN's exhaustive algorithm search on the first run of each new input shape;
-    a server whose batches vary in size would otherwise pay it on live requests (measured on an
-    H100: p50 83 ms at concurrency 8 with 1-image requests). The server turns it on."""
+    a server whose batches vary in size would otherwise pay it on live requests (see
+    docs/benchmarks.md). The server turns it on."""
 
 
 @dataclass
@@ -80,8 +80,7 @@ class Session:
 def wanted(choice: str) -> list[str]:
     """The providers to try for `choice`, best first; ProviderError (one line) if it cannot run
     here. Cheap (no session): callers check a choice before slow work."""
-    if choice not in CHOICES:
-        raise ProviderError(f"unknown provider {choice!r}: use one of {', '.join(CHOICES)}")
+    check_choice("provider", choice, PROVIDERS, ProviderError)
     order = ["tensorrt", "cuda", "cpu"]
     start = 0 if choice == "auto" else order.index(choice)
     available = set(ort.get_available_providers())

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import torch
 
 from gan.errors import UserError
-from train.classifier import FEATURES, Classifier
+from quality.classifier import FEATURES, Classifier
 
 INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"  # pytorch-fid's name for the file
 INCEPTION_FIX = (f"install dcgan-forge[inception] and pass --inception-weights FILE "
@@ -27,7 +27,7 @@ class FeaturesUnavailable(UserError):
 
 
 class FeatureExtractor(Protocol):
-    """What `train.evaluation` needs of an extractor."""
+    """What `quality.evaluation` needs of an extractor."""
 
     name: str
     dim: int
@@ -42,7 +42,7 @@ class FeatureExtractor(Protocol):
 
 
 class ClassifierFeatures:
-    """Penultimate activations of the dataset's own classifier (train.classifier)."""
+    """Penultimate activations of the dataset's own classifier (quality.classifier)."""
 
     name = "classifier"
     dim = FEATURES
@@ -120,7 +120,7 @@ def make_features(name: str, *, dataset: str, data_dir: str | None, image_size: 
     """The extractor `name` ("classifier" or "inception") for a dataset at image_size; the
     classifier is loaded from its cache, or trained there first (about a minute)."""
     if name == "classifier":
-        from train.classifier import load_or_train
+        from quality.classifier import load_or_train
 
         return ClassifierFeatures(load_or_train(dataset, data_dir, image_size, channels))
     if name == "inception":
