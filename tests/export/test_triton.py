@@ -1,11 +1,10 @@
 """`gan export-triton`: the written config.pbtxt parses into Triton's own ModelConfig message
-(tritonclient's model_config_pb2, in its own venv: tritonclient needs protobuf < 7, this project's
-stubs protobuf 7) and its tensors match the ONNX file."""
+(tritonclient's model_config_pb2, in .venv-triton: tritonclient needs protobuf < 7, this
+project's stubs protobuf 7; see tests/serve/triton.py) and its tensors match the ONNX file."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,15 +12,10 @@ from typing import Any
 import onnx
 import pytest
 from onnx import helper
-from typer.testing import CliRunner
+from typer.testing import Result
 
-from gan.cli import app
-from gan.errors import UserError
-from tests.helpers import FASHION_MNIST_CLASSES, export_generator
-
-ROOT = Path(__file__).resolve().parents[2]
-TRITON_PYTHON = Path(os.environ.get("GAN_TRITON_PYTHON",
-                                    ROOT / ".venv-triton" / "bin" / "python"))
+from tests.helpers import FASHION_MNIST_CLASSES, export_generator, invoke, one_line_user_error
+from tests.serve import triton as triton_venv
 
 # Runs in .venv-triton: strict text-format parse (an unknown field or a wrong enum fails), then
 # the message as JSON plus each tensor's numpy dtype by tritonclient's own mapping.
@@ -47,17 +41,16 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def parse(config: Path) -> dict[str, Any]:
     """config.pbtxt -> Triton's ModelConfig as a dict, parsed by tritonclient's proto."""
-    if not TRITON_PYTHON.is_file():
-        pytest.skip(f"no tritonclient venv at {TRITON_PYTHON} (make setup creates .venv-triton; "
-                    "or point GAN_TRITON_PYTHON at a python with tritonclient[grpc])")
-    done = subprocess.run([str(TRITON_PYTHON), "-c", PARSE, str(config)], capture_output=True,
-                          text=True, timeout=120)
+    if not triton_venv.available():
+        pytest.skip(f"no .venv-triton with tritonclient at {triton_venv.PYTHON}: run `make setup`")
+    done = subprocess.run([str(triton_venv.PYTHON), "-c", PARSE, str(config)],
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(app, ["export-triton", *args])
+def export_triton(*args: str) -> Result:
+    return invoke("export-triton", *args)
 
 
 def onnx_tensors(path: Path) -> dict[str, tuple[str, list[int]]]:
@@ -82,7 +75,7 @@ def triton_tensors(config: dict[str, Any]) -> dict[str, tuple[str, list[int]]]:
 
 @pytest.mark.parametrize("name", ["g32", "g32_uint8", "g32_cond"])
 def test_config_parses_as_triton_model_config_and_matches_the_onnx_file(models, tmp_path, name):
-    result = invoke(str(models[name]), "--repo", str(tmp_path / "repo"), "--instances", "3")
+    result = export_triton(str(models[name]), "--repo", str(tmp_path / "repo"), "--instances", "3")
     assert result.exit_code == 0, result.output
     entry = tmp_path / "repo" / name
     assert (entry / "1" / "model.onnx").read_bytes() == models[name].read_bytes()
@@ -105,7 +98,7 @@ def test_config_parses_as_triton_model_config_and_matches_the_onnx_file(models, 
 
 
 def test_tensorrt_accelerator_with_fp16_and_its_cache(models, tmp_path):
-    result = invoke(str(models["g32_cond"]), "--repo", str(tmp_path), "--name", "dcgan",
+    result = export_triton(str(models["g32_cond"]), "--repo", str(tmp_path), "--name", "dcgan",
                     "--tensorrt", "--max-batch-size", "8", "--trt-cache-dir", "/cache")
     assert result.exit_code == 0, result.output
     config = parse(tmp_path / "dcgan" / "config.pbtxt")
@@ -122,9 +115,9 @@ def test_tensorrt_accelerator_with_fp16_and_its_cache(models, tmp_path):
 
 def test_an_existing_entry_is_replaced_whole(models, tmp_path):
     repo = tmp_path / "repo"
-    assert invoke(str(models["g32"]), "--repo", str(repo), "--name", "m").exit_code == 0
+    assert export_triton(str(models["g32"]), "--repo", str(repo), "--name", "m").exit_code == 0
     (repo / "m" / "2").mkdir()  # something of the old entry's only: must be gone after
-    result = invoke(str(models["g32_uint8"]), "--repo", str(repo), "--name", "m")
+    result = export_triton(str(models["g32_uint8"]), "--repo", str(repo), "--name", "m")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in repo.iterdir()) == ["m"]
     assert sorted(p.name for p in (repo / "m").iterdir()) == ["1", "config.pbtxt"]
@@ -134,7 +127,7 @@ def test_an_existing_entry_is_replaced_whole(models, tmp_path):
 
 def test_bad_input_is_one_line_and_leaves_the_repository_alone(models, tmp_path):
     repo = tmp_path / "repo"
-    assert invoke(str(models["g32"]), "--repo", str(repo)).exit_code == 0
+    assert export_triton(str(models["g32"]), "--repo", str(repo)).exit_code == 0
     before = (repo / "g32" / "config.pbtxt").read_bytes()
     foreign = tmp_path / "foreign.onnx"
     model = onnx.load(str(models["g32"]))
@@ -151,8 +144,7 @@ def test_bad_input_is_one_line_and_leaves_the_repository_alone(models, tmp_path)
         ([str(models["g32"]), "--name", "../g32"], "cannot be a model folder name"),
     ]
     for args, expected in cases:
-        result = invoke(*args, "--repo", str(repo))
-        assert result.exit_code != 0 and isinstance(result.exception, UserError), result.output
-        assert expected in str(result.exception) and "\n" not in str(result.exception)
+        result = export_triton(*args, "--repo", str(repo))
+        assert expected in one_line_user_error(result)
     assert (repo / "g32" / "config.pbtxt").read_bytes() == before
     assert sorted(p.name for p in repo.iterdir()) == ["g32"]
