@@ -22,6 +22,12 @@ $(VENV)/.installed: pyproject.toml
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist \
 	  || echo "note: could not install dataset-fashion-mnist; gan train will try to download"; \
 	fi
+	@# Debian's chromium for the page's browser test (Playwright drives it; it never downloads one)
+	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium \
+	  || echo "note: could not install chromium; the page's browser test is skipped"; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	@# setuptools prints an information-only notice about editable installs as a warning

@@ -1,17 +1,19 @@
-"""`gan export` and `gan info`: flags override ExportConfig; help texts are its docstrings.
+"""`gan export`, `gan export-triton` and `gan info`: flags override ExportConfig / TritonConfig;
+help texts are their docstrings.
 
 Only typer and the config are imported here; torch, onnx and onnxruntime load when a command runs.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from export.config import PRECISIONS, ExportConfig, parse_batch_sizes
+from export.config import PRECISIONS, ExportConfig, TritonConfig, parse_batch_sizes
 from gan.choices import PROVIDERS
 from gan.contract import OUTPUTS
 from gan.fielddoc import choices, help_for, plain
@@ -126,6 +128,33 @@ def _print_tables(d: dict[str, Any]) -> None:
     console.print(meta)
 
 
+_T = TritonConfig(model="")
+
+
+_t = functools.partial(help_for, TritonConfig)
+
+
+def export_triton(
+    model: Annotated[Path, typer.Argument(help=_t("model"), show_default=False)],
+    repo: Annotated[Path, typer.Option(help=_t("repo"))] = Path(_T.repo),
+    name: Annotated[str | None, typer.Option(help=_t("name"), show_default=False)] = _T.name,
+    max_batch_size: Annotated[int, typer.Option(help=_t("max_batch_size"))] = _T.max_batch_size,
+    tensorrt: Annotated[bool, typer.Option(help=_t("tensorrt"))] = _T.tensorrt,
+    instances: Annotated[int, typer.Option(help=_t("instances"))] = _T.instances,
+    trt_cache_dir: Annotated[str, typer.Option(help=_t("trt_cache_dir"))] = _T.trt_cache_dir,
+) -> None:
+    """Write a Triton Inference Server model repository entry (config.pbtxt + 1/model.onnx)
+    for ONNX Runtime; an existing entry of that name is replaced whole."""
+    config = TritonConfig(model=str(model), repo=str(repo), name=name,
+                          max_batch_size=max_batch_size, tensorrt=tensorrt, instances=instances,
+                          trt_cache_dir=trt_cache_dir)
+
+    from export.triton import summary, write_repository  # onnx loads here
+
+    typer.echo(summary(write_repository(config), config))
+
+
 def register(app: typer.Typer) -> None:
     app.command()(export)
+    app.command(name="export-triton")(export_triton)
     app.command()(info)

@@ -1,4 +1,4 @@
-"""The export configuration: one typed dataclass, documented field by field.
+"""The export configurations, ExportConfig and TritonConfig: typed, one docstring per field.
 
 `gan export` only overrides these defaults. No torch import here: `gan --help` stays fast.
 """
@@ -88,3 +88,34 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
         raise ExportConfigError(f"bad --batch-sizes {text!r}: give positive integers separated "
                                 "by commas, e.g. 1,7,64")
     return tuple(sorted(set(sizes)))
+
+
+class TritonExportError(UserError):
+    """A model or setting that cannot make a Triton repository entry."""
+
+
+@dataclass(kw_only=True)
+class TritonConfig:
+    """One Triton model repository entry for an exported generator."""
+
+    model: str
+    """The ONNX model written by `gan export`."""
+    repo: str = "models"
+    """The Triton model repository folder (created if missing); the entry is <repo>/<name>/."""
+    name: str | None = None
+    """Model name in the repository (default: the model file's stem)."""
+    max_batch_size: int = 64
+    """Largest batch Triton forms (and the top of the TensorRT profile)."""
+    tensorrt: bool = False
+    """Run on ONNX Runtime's TensorRT accelerator with fp16 kernels and an engine cache (needs
+    an NVIDIA GPU: the instances become KIND_GPU)."""
+    instances: int = 1
+    """Model instances (parallel copies) Triton runs; KIND_AUTO: one set per GPU, else on CPU."""
+    trt_cache_dir: str = "/tmp/tensorrt-cache"
+    """TensorRT only: engine and timing cache folder on the Triton machine (<dir>/<name>)."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "instances"):
+            if getattr(self, name) < 1:
+                flag = "--" + name.replace("_", "-")
+                raise TritonExportError(f"{flag} must be at least 1, got {getattr(self, name)}")

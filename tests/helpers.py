@@ -113,21 +113,37 @@ MODELS: dict[str, tuple[int, int, int, str, tuple[str, ...]]] = {
 NZ = 100
 
 
-def export_generator(folder: Path, name: str) -> Path:
-    """Export model `name` of MODELS into `folder` once (later calls reuse the file)."""
-    path = folder / f"{name}.onnx"
+def export_generator(folder: Path, name: str, lively: bool = False) -> Path:
+    """Export model `name` of MODELS into `folder` once (later calls reuse the file).
+
+    lively: BatchNorm statistics from one training-mode batch instead of the init's (mean 0,
+    variance 1), so that images differ visibly between seeds and classes (at init the output is
+    within 1e-3 of 0: the same flat grey for every seed once quantised to pixels)."""
+    path = folder / f"{name}{'_lively' if lively else ''}.onnx"
     if path.exists():
         return path
     size, channels, ngf, output, classes = MODELS[name]
     torch.manual_seed(size * 10 + channels)  # g32 and g32_uint8 share weights
     g = Generator(NZ, ngf, channels, size, num_classes=len(classes))
     g.apply(init_weights)
+    if lively:
+        _batchnorm_from_one_batch(g, len(classes))
     config = {"image_size": size, "channels": channels, "nz": NZ, "ngf": ngf,
               "dataset": "fashion-mnist"}
     meta = contract.metadata(config, output=output, precision="fp32", opset=eo.DEFAULT_OPSET,
                              step=0, checkpoint_sha256="0" * 64, class_names=list(classes))
     eo.save_atomic(eo.to_onnx(g, output=output, meta=meta), path)
     return path
+
+
+def _batchnorm_from_one_batch(g: Generator, classes: int) -> None:
+    for m in g.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 1.0  # running statistics := this batch's
+    g.train()
+    with torch.no_grad():
+        g(torch.randn(256, NZ), torch.arange(256) % classes if classes else None)
+    g.eval()
 
 
 @contextlib.contextmanager
