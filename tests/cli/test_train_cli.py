@@ -64,7 +64,7 @@ def test_mlp_from_the_command_line(gan_cli, tmp_path: Path) -> None:
     assert code == 0, err
     config = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["config"]
     assert (config["arch"], config["image_size"]) == ("mlp", 28)
-    assert config["mlp_hidden_g"] == (32, 16) and config["mlp_hidden_d"] == (16,)
+    assert config["mlp_hidden_g"] == [32, 16] and config["mlp_hidden_d"] == [16]  # plain JSON types
     code, _, err = gan_cli("train", "--resume", "--arch", "dcgan", "--out", str(tmp_path / "run"))
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("error: --arch cannot change when resuming (the run has arch='mlp')")
