@@ -32,12 +32,10 @@ from ray import serve as ray_serve
 from ray.serve.grpc_util import RayServegRPCContext
 
 from serve._proto.gan.v1 import generator_pb2 as pb
-from serve.batcher import Batcher
 from serve.config import ServeConfig, ServeConfigError
 from serve.metrics import Metrics
-from serve.model import ServedModel, default_threads
 from serve.ray_config import DEPLOYMENT_NAME, RayConfig, deployment_options, onnx_threads
-from serve.servicer import GeneratorServicer
+from serve.servicer import build
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +88,8 @@ class Generator:
 
     def __init__(self, settings: dict[str, Any], onnx_threads: int) -> None:
         c = ServeConfig(**settings)
-        self.model = ServedModel(c.model, providers=c.providers, max_batch=c.max_batch_size,
-                                 intra_op_threads=onnx_threads, fp16=c.fp16,
-                                 cache_dir=c.trt_cache_dir)
         self.metrics = Metrics(c.max_batch_size)
-        self.batcher = Batcher(self.model.run, metrics=self.metrics, max_batch=c.max_batch_size,
-                               max_delay_s=c.max_queue_delay_ms / 1000,
-                               max_queue=c.max_queue_size)
-        self.servicer = GeneratorServicer(self.model.info, self.model.provider, self.batcher,
-                                          self.metrics, max_images=c.max_images_per_request,
-                                          max_message_bytes=c.max_message_bytes,
-                                          encode_threads=c.encode_threads or default_threads())
+        self.model, self.batcher, self.servicer = build(c, self.metrics, onnx_threads)
         # the servicer blocks while a request is queued: one thread per request in flight (Ray's
         # own pool for sync methods is a few threads, which would cap the batches)
         self._pool = ThreadPoolExecutor(c.rpc_threads, thread_name_prefix="rpc")

@@ -33,8 +33,7 @@ from serve.batcher import Batcher
 from serve.config import ServeConfig, message_options, request_bytes
 from serve.guard import Guard
 from serve.metrics import Metrics, serve_http
-from serve.model import ServedModel, default_threads
-from serve.servicer import SERVICE_NAME, GeneratorServicer
+from serve.servicer import SERVICE_NAME, build
 from serve.tensors import V2Model
 from serve.tls import server_credentials
 from serve.v2 import InferenceServicer
@@ -91,19 +90,8 @@ class GeneratorServer:
 
     def _load_and_start(self) -> None:
         c = self.config
-        self.model = ServedModel(c.model, providers=c.providers, max_batch=c.max_batch_size,
-                                 intra_op_threads=c.intra_op_threads, fp16=c.fp16,
-                                 cache_dir=c.trt_cache_dir)
+        self.model, self.batcher, self.servicer = build(c, self.metrics, c.intra_op_threads)
         log.info("serving on provider %s", self.model.provider)
-        self.batcher = Batcher(self.model.run, metrics=self.metrics,
-                               max_batch=c.max_batch_size,
-                               max_delay_s=c.max_queue_delay_ms / 1000,
-                               max_queue=c.max_queue_size)
-        self.servicer = GeneratorServicer(self.model.info, self.model.provider, self.batcher,
-                                          self.metrics, max_images=c.max_images_per_request,
-                                          max_stream_images=c.max_images_per_stream,
-                                          max_message_bytes=c.max_message_bytes,
-                                          encode_threads=c.encode_threads or default_threads())
         pb_grpc.add_GeneratorServicer_to_server(self.servicer, self._server)
         self.v2_model = V2Model(c.v2_name, self.model.info, self.model.provider,
                                 max_images=c.max_images_per_request,

@@ -21,8 +21,10 @@ from serve._proto.gan.v1 import generator_pb2 as pb
 from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
 from serve.admission import Abort as _Abort
 from serve.batcher import Batcher, Job
+from serve.config import ServeConfig
 from serve.images import FROM_PB, TO_PB
 from serve.metrics import Metrics
+from serve.model import ServedModel, default_threads
 
 log = logging.getLogger(__name__)
 
@@ -201,3 +203,18 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         return [pb.Image(data=images.encode(a, fmt), height=info.height, width=info.width,
                          channels=info.channels, format=kind) for a in arrays]
 
+
+def build(c: ServeConfig, metrics: Metrics, intra_op_threads: int
+          ) -> tuple[ServedModel, Batcher, GeneratorServicer]:
+    """The model, its batcher and the gan.v1 servicer, as `gan serve` and each Ray replica run
+    them: one place that turns a ServeConfig's limits into the three, so the two cannot drift."""
+    model = ServedModel(c.model, providers=c.providers, max_batch=c.max_batch_size,
+                        intra_op_threads=intra_op_threads, fp16=c.fp16, cache_dir=c.trt_cache_dir)
+    batcher = Batcher(model.run, metrics=metrics, max_batch=c.max_batch_size,
+                      max_delay_s=c.max_queue_delay_ms / 1000, max_queue=c.max_queue_size)
+    servicer = GeneratorServicer(model.info, model.provider, batcher, metrics,
+                                 max_images=c.max_images_per_request,
+                                 max_stream_images=c.max_images_per_stream,
+                                 max_message_bytes=c.max_message_bytes,
+                                 encode_threads=c.encode_threads or default_threads())
+    return model, batcher, servicer
