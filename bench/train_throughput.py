@@ -5,9 +5,15 @@ Both train the textbook configuration (64x64, ngf = ndf = 64, nz = 100, batch 64
 Fashion-MNIST, Adam 2e-4/0.5, non-saturating BCE losses) for the same number of timed steps
 after the same warm-up, one after the other on the same machine, each in its own process. The
 reference is ../shared/reference/dcgan_reference.py (per-image PIL transforms in DataLoader
-workers, eager fp32). Prints one JSON object with images/s for each and the ratios.
+workers, eager fp32). Prints one JSON object with images/s for each and the ratios, and the CPU's
+capability with the precision `--precision auto` chose on it (bf16 only with native bf16).
 
-    python bench/train_throughput.py [--steps 40] [--warmup 10] [--reference PATH]
+--profile instead profiles training steps in this process with torch.profiler, at the textbook
+configuration and at `gan train`'s default one (32 px, batch 128), and prints the top operators
+by self CPU time per step, with the share of the step spent in convolutions (forward and
+backward): what is left to remove once that share is near 100%.
+
+    python bench/train_throughput.py [--steps 40] [--warmup 10] [--reference PATH] [--profile]
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 from train.data import cache_dir, prepare_debian_fashion_mnist  # noqa: E402
 
+# The reference loop sits in the shared folder beside the main checkout (../shared) or, from a
+# worktree under /work/wt/NAME, two levels up; --reference overrides both.
+REFERENCES = [ROOT.parent / "shared" / "reference" / "dcgan_reference.py",
+              ROOT.parents[1] / "shared" / "reference" / "dcgan_reference.py"]
 TEXTBOOK = ["--image-size", "64", "--ngf", "64", "--ndf", "64", "--nz", "100",
             "--batch-size", "64", "--loss", "ns"]
 
@@ -54,6 +64,57 @@ def ours(name: str, extra: list[str], steps: int, warmup: int, device: str) -> d
     return {"impl": name, "images_per_s": round(ips, 2), "steps": steps, "flags": extra}
 
 
+def machine(device: str) -> dict:
+    """What the figures depend on: the CPU's vector capability, whether it has native bf16, and
+    the precision `gan train --precision auto` picks on `device` (bf16 only with native bf16)."""
+    import torch
+
+    from train.loop import PRECISION_NAMES, autocast_dtype
+
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+            "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+            "precision_auto": PRECISION_NAMES[autocast_dtype("auto", torch.device(device))],
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def profile(overrides: dict, warmup: int, steps: int, top: int = 15) -> dict:
+    """torch.profiler over `steps` training steps of a Trainer built here (after `warmup`
+    untimed ones): the `top` operators by self CPU time, in ms per step and % of the step."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from train import distributed
+    from train.config import TrainConfig
+    from train.loop import Trainer
+
+    device = torch.device("cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(**overrides, out=f"{tmp}/run")
+        trainer = Trainer(cfg, device, distributed.init(device))
+        groups = trainer._epoch_batches(0)  # (steps, d_steps, batch) image indices
+        for i in range(warmup):
+            trainer._train_step(groups[i])
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for i in range(warmup, warmup + steps):
+                trainer._train_step(groups[i])
+            trainer._acc.tolist()  # the host sync the loop does at its logging steps
+        trainer.close()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv = sum(e.self_cpu_time_total for e in events if "convolution" in e.key)
+    rows = sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
+    return {"config": overrides, "steps": steps,
+            "ms_per_step": round(total / steps / 1e3, 1),
+            "images_per_s": round(cfg.batch_size * steps / (total / 1e6), 1),
+            "convolution_share": round(conv / total, 3),
+            "top_self_cpu": [{"op": e.key, "calls_per_step": round(e.count / steps, 1),
+                              "ms_per_step": round(e.self_cpu_time_total / steps / 1e3, 2),
+                              "share": round(e.self_cpu_time_total / total, 3)} for e in rows]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=40, help="timed generator steps")
@@ -61,12 +122,20 @@ def main() -> None:
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="device of the gan train runs (the reference loop is CPU-only)")
     ap.add_argument("--reference", type=Path,
-                    default=ROOT.parent / "shared" / "reference" / "dcgan_reference.py")
+                    default=next((p for p in REFERENCES if p.exists()), REFERENCES[0]))
+    ap.add_argument("--profile", action="store_true",
+                    help="profile training steps (textbook and default configuration) instead")
     args = ap.parse_args()
+    if args.profile:
+        textbook = {"image_size": 64, "ngf": 64, "ndf": 64, "nz": 100, "batch_size": 64}
+        print(json.dumps({"benchmark": "train_profile", "machine": machine("cpu"),
+                          "profiles": {"textbook-64px": profile(textbook, 8, args.steps // 4),
+                                       "default-32px": profile({}, 8, args.steps // 4)}},
+                         indent=2))
+        return
     root = cache_dir()
     if not prepare_debian_fashion_mnist(root):
         sys.exit("needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)")
-    import torch
 
     variants = [("gan_train", "gan train (defaults: eager, channels_last, auto precision)", [])]
     variants.append(("gan_train_compiled", "gan train --compile", ["--compile"]))
@@ -79,9 +148,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "train_throughput", "config": "64x64 ngf=ndf=64 nz=100 batch 64",
         "device": args.device,
-        "machine": {"cpu": platform.processor() or platform.machine(),
-                    "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__},
+        "machine": machine(args.device),
         "runs": runs,
         "ratio_vs_reference": {k: round(v["images_per_s"] / ref, 2) for k, v in runs.items()},
     }, indent=2))
