@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,8 @@ CONFIGS = {
     "mlp-28px": ["--arch", "mlp"],
 }
 ARCH_CONFIGS = {"dcgan": "default-32px", "mlp": "mlp-28px"}  # --arch NAME -> its configuration
-BATCH = 128  # every configuration
+ALIASES = {"today": "default-32px"}  # --recipe today: the default recipe as it is now
+BATCH = 128  # every built-in configuration (a candidate's own --batch-size is read back)
 LOG_EVERY = 5  # --max-seconds is checked at logging steps: often, so budgets stay equal
 
 
@@ -57,7 +59,8 @@ def train(name: str, budget: list[str], out: Path, seed: int) -> dict:
         "--out", str(out), "--log-every", str(LOG_EVERY), "--checkpoint-every", str(10**9))
     seconds = time.perf_counter() - began
     step = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"]
-    return {"steps": step, "images": step * BATCH, "seconds": round(seconds, 1),
+    batch = json.loads((out / "config.json").read_text())["batch_size"]
+    return {"steps": step, "images": step * batch, "seconds": round(seconds, 1),
             "cpu_seconds": round(_child_cpu() - cpu, 1)}
 
 
@@ -87,9 +90,23 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=10000, help="generated images per evaluation")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--arch", help="compare architectures instead (comma list: mlp,dcgan)")
+    ap.add_argument("--recipe", help="compare these configurations (comma list; today is the "
+                    "default recipe, others are built-in names or --candidate names)")
+    ap.add_argument("--candidate", action="append", default=[], metavar='NAME="FLAGS"',
+                    help="a candidate recipe: gan train flags on top of the defaults (repeatable)")
     ap.add_argument("--out", type=Path, help="also write quality.json and sample grids here")
     args = ap.parse_args()
+    for text in args.candidate:
+        name, sep, flags = text.partition("=")
+        if not sep or not name or name in CONFIGS or name in ALIASES:
+            ap.error(f"--candidate needs NAME=FLAGS with a new NAME, got {text!r}")
+        CONFIGS[name] = shlex.split(flags)
     names = ["default-32px", "textbook-64px"]
+    if args.recipe:
+        names = [ALIASES.get(r, r) for r in args.recipe.split(",")]
+        unknown = [r for r in names if r not in CONFIGS]
+        if unknown:
+            ap.error(f"unknown --recipe {unknown}: use today, {', '.join(CONFIGS)}")
     if args.arch:
         unknown = set(args.arch.split(",")) - set(ARCH_CONFIGS)
         if unknown:
