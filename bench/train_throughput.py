@@ -69,7 +69,7 @@ def machine(device: str) -> dict:
     the precision `gan train --precision auto` picks on `device` (bf16 only with native bf16)."""
     import torch
 
-    from train.loop import PRECISION_NAMES, autocast_dtype
+    from train.precision import PRECISION_NAMES, autocast_dtype
 
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),

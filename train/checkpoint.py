@@ -71,7 +71,7 @@ def restore(t: Trainer, ckpt: dict[str, Any]) -> None:
             t.ema.load_state_dict(ckpt["generator_ema"])
         else:  # a checkpoint from before EMA: start the average at its weights
             log.warning("the checkpoint has no EMA generator: the average starts here")
-            t.ema = GeneratorEMA(t.g, t.cfg.ema_decay)
+            t.ema = GeneratorEMA(t.g, t.cfg.ema_decay, t.cfg.ema_start)
     t.opt_g.load_state_dict(ckpt["optimizer_g"])
     t.opt_d.load_state_dict(ckpt["optimizer_d"])
     t.scaler_g.load_state_dict(ckpt["scaler_g"])

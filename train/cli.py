@@ -70,6 +70,7 @@ def train(
     loss: Annotated[Loss, typer.Option(help=_h("loss"))] = _D.loss,  # type: ignore[valid-type, assignment]
     d_steps: Annotated[int, typer.Option(help=_h("d_steps"))] = _D.d_steps,
     d_norm: Annotated[DNorm, typer.Option(help=_h("d_norm"))] = _D.d_norm,  # type: ignore[valid-type, assignment]
+    spectral_norm: Annotated[bool, typer.Option(help=_h("spectral_norm"))] = _D.spectral_norm,
     gp_weight: Annotated[float, typer.Option(help=_h("gp_weight"))] = _D.gp_weight,
     clip_value: Annotated[float, typer.Option(help=_h("clip_value"))] = _D.clip_value,
     lr_g: Annotated[float, typer.Option(help=_h("lr_g"))] = _D.lr_g,
@@ -96,6 +97,7 @@ def train(
     conditional: Annotated[bool, typer.Option(help=_h("conditional"))] = _D.conditional,
     label_dim: Annotated[int, typer.Option(help=_h("label_dim"))] = _D.label_dim,
     ema_decay: Annotated[float, typer.Option(help=_h("ema_decay"))] = _D.ema_decay,
+    ema_start: Annotated[int, typer.Option(help=_h("ema_start"))] = _D.ema_start,
     eval_every: Annotated[int, typer.Option(help=_h("eval_every"))] = _D.eval_every,
     eval_images: Annotated[int, typer.Option(help=_h("eval_images"))] = _D.eval_images,
     resume: Annotated[bool, typer.Option(

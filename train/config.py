@@ -78,6 +78,11 @@ class TrainConfig:
     """Discriminator normalisation (never on its input layer): batch, layer, none, or auto (mlp:
     none, as in the original; dcgan: layer for the gradient-penalty losses wgan-gp and dragan,
     whose per-sample penalty BatchNorm would mix, batch otherwise)."""
+    spectral_norm: bool = False
+    """Spectral normalisation (Miyato et al. 2018) of every weight of D (convolutions, Linear
+    layers, a conditional D's projection embedding): each is divided by its largest singular
+    value, estimated by one power iteration per forward, so D is about 1-Lipschitz per layer.
+    Usually paired with --d-norm none and --loss hinge (SN-GAN)."""
     gp_weight: float = 10.0
     """Weight of the gradient penalty of wgan-gp and dragan."""
     clip_value: float = 0.01
@@ -135,6 +140,10 @@ class TrainConfig:
     """Keep an exponential moving average of G's weights with this decay (0 turns it off);
     warmed up as min(decay, (1 + t) / (10 + t)) at step t. Samples, eval and export use it by
     default; its BatchNorm statistics are recomputed for the averaged weights before each use."""
+    ema_start: int = 0
+    """Generator steps before the EMA starts averaging: until then it copies G, and the warm-up
+    of --ema-decay counts from this step (0: from the first step). Skips the random early
+    weights in short runs."""
     eval_every: int = 0
     """Every this many generator steps, compute FID/KID/precision/recall (classifier features) on
     --eval-images images, log them, and keep checkpoints/best.pt by FID (0: never)."""
@@ -186,8 +195,9 @@ class TrainConfig:
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1) (0 turns EMA off), got "
                               f"{self.ema_decay}")
-        if self.eval_every < 0:
-            raise ConfigError(f"eval_every must not be negative, got {self.eval_every}")
+        if self.eval_every < 0 or self.ema_start < 0:
+            raise ConfigError(f"eval_every and ema_start must not be negative, got "
+                              f"{self.eval_every} and {self.ema_start}")
         if self.eval_images < MIN_EVAL_IMAGES:
             raise ConfigError(f"eval_images must be at least {MIN_EVAL_IMAGES}, got "
                               f"{self.eval_images}")

@@ -3,8 +3,9 @@
 
 Weights: ema <- ema + (1 - beta_t) (g - ema) after every generator step, with the warm-up
 beta_t = min(decay, (1 + t) / (10 + t)) at step t, so early averages do not drag in the random
-initial weights. BatchNorm statistics are not averaged: the live G's running statistics describe
-the live weights, not the averaged ones, so before the EMA generator is used (samples,
+initial weights. With a start step s (--ema-start) the average copies G for its first s updates
+and t counts from there. BatchNorm statistics are not averaged: the live G's running statistics
+describe the live weights, not the averaged ones, so before the EMA generator is used (samples,
 checkpoints, eval, export) its statistics are recomputed by forward passes over fresh latents
 (`calibrate`), the "standing statistics" of Brock et al. 2019.
 """
@@ -22,15 +23,17 @@ from train.nets import AnyGenerator
 class GeneratorEMA:
     """The averaged copy of a generator; `update` after each G step, `calibrate` before use."""
 
-    def __init__(self, generator: AnyGenerator, decay: float) -> None:
-        self.decay = decay
+    def __init__(self, generator: AnyGenerator, decay: float, start: int = 0) -> None:
+        self.decay, self.start = decay, start
         self.model: AnyGenerator = copy.deepcopy(generator).eval().requires_grad_(False)
         self.model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         self.updates = 0  # generator steps averaged so far (t of the warm-up)
         self.calibrated_at = -1  # `updates` when the BN statistics were last recomputed
 
     def beta(self) -> float:
-        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+        """The weight of the old average in this update: 0 (a copy of G) before the start."""
+        t = self.updates - self.start
+        return 0.0 if t < 0 else min(self.decay, (1 + t) / (10 + t))
 
     @torch.no_grad()
     def update(self, generator: nn.Module) -> None:

@@ -19,14 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 
-from gan import pictures
-from gan.atomic import atomic_write, remove_stale_temporaries
-from train import checkpoint, data
+from gan.atomic import atomic_write
+from train import data, outputs
 from train import distributed as distrib
 from train.config import ConfigError, TrainConfig
 from train.ema import GeneratorEMA
@@ -36,23 +34,10 @@ from train.metrics import Reporter
 from train.model import init_weights
 from train.nets import AnyGenerator, build_discriminator, build_generator
 from train.periodic_eval import PeriodicEval
+from train.precision import PRECISION_NAMES, autocast_dtype
 from train.summary import TrainSummary
 
 log = logging.getLogger(__name__)
-
-# The --precision word of each autocast dtype, for the log (not "torch.bfloat16").
-PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32. auto: bf16 on CPUs with native bf16 only; fp32 on
-    CUDA, where DCGAN-sized models are launch-bound and bf16's casts cost more than they save
-    (H100, 32 px, compiled, no channels_last: 14.6k img/s fp32 vs 8.9k bf16)."""
-    if precision == "auto":
-        native = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        precision = "bf16" if native else "fp32"
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
 
 def _adam(module: nn.Module, lr: float, cfg: TrainConfig, device: torch.device
           ) -> torch.optim.Adam:
@@ -110,7 +95,7 @@ class Trainer:
         self.fixed_noise = torch.randn(n, cfg.nz,
                                        generator=torch.Generator().manual_seed(cfg.seed)).to(device)
         self.fixed_labels = torch.arange(n, device=device) % classes if classes else None
-        self.ema = GeneratorEMA(self.g, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.ema = GeneratorEMA(self.g, cfg.ema_decay, cfg.ema_start) if cfg.ema_decay > 0 else None
         # A range is all the sampler needs of a dataset: its length.
         self.sampler: DistributedSampler[int] = DistributedSampler(
             range(len(self.images)), num_replicas=dist.world, rank=dist.rank,  # type: ignore[arg-type]
@@ -180,7 +165,7 @@ class Trainer:
         cfg = self.cfg
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            self._remove_stale_temporaries()
+            outputs.remove_stale(self)
             text = json.dumps(cfg.to_dict(), indent=2) + "\n"
             atomic_write(self.out / "config.json", lambda f: f.write(text.encode()))
             self.reporter = Reporter(self.out, self.total_steps, self.step,
@@ -209,12 +194,12 @@ class Trainer:
                 if self.evaluate is not None and self.step % cfg.eval_every == 0:
                     self.evaluate(self, epoch)  # first: a checkpoint of this step has its best_fid
                 if self.step % cfg.checkpoint_every == 0:
-                    self._save(periodic=True)
+                    outputs.save(self, periodic=True)
                 interrupted = self.stop_signal.agreed(self.dist)
                 if self.step == self.total_steps or stop or interrupted:
                     break
-            self._sample()  # at every epoch end, and at the end of a cut-short run
-            self._save(periodic=False)
+            outputs.sample(self)  # at every epoch end, and at the end of a cut-short run
+            outputs.save(self, periodic=False)
             if interrupted:
                 raise self.stop_signal.stopped(self.step, self.total_steps, cfg.out, self.dist)
             if stop:
@@ -222,24 +207,7 @@ class Trainer:
                          self.step, cfg.max_seconds)
                 break
         if self.dist.is_main:
-            self.summary = self._summary(self.step - first_step, out_of_time=stop)
-
-    def _summary(self, steps_run: int, out_of_time: bool) -> TrainSummary:
-        per_step = self.cfg.batch_size * self.cfg.d_steps * self.dist.world
-        return TrainSummary(
-            out=self.out, step=self.step, total_steps=self.total_steps, steps_run=steps_run,
-            images=steps_run * per_step, seconds=time.perf_counter() - self._began,
-            out_of_time=out_of_time, sample=self._last_sample,
-            best_fid=self.best_fid if self.best_fid != float("inf") else None)
-
-    def _remove_stale_temporaries(self) -> None:
-        """Half-written files of a process killed mid-write (a checkpoint's are ~40 MB): this
-        run owns its folder now, so any left there are stale."""
-        removed = [p for folder in (self.out, self.out / "checkpoints", self.out / "samples")
-                   for p in remove_stale_temporaries(folder)]
-        if removed:
-            log.info("removed %d temporary file(s) left by an interrupted write, e.g. %s",
-                     len(removed), removed[0])
+            self.summary = outputs.summary(self, self.step - first_step, out_of_time=stop)
 
     def _out_of_time(self) -> bool:
         """Whether --max-seconds is spent (on any rank: all ranks stop at the same step)."""
@@ -326,36 +294,6 @@ class Trainer:
         if self.ema is not None:
             return self.ema.calibrate(batch_size=self.cfg.batch_size)
         return self.g.eval()
-
-    @torch.no_grad()
-    def _sample(self) -> None:
-        """samples/step-<N>.png: the fixed noise through G in eval mode (as exported)."""
-        if not self.dist.is_main:
-            return
-        images = self.generator()(self.fixed_noise, self.fixed_labels).float().cpu()
-        self.g.train()
-        nrow = (len(self.class_names) if self.fixed_labels is not None
-                else max(1, int(self.cfg.num_samples ** 0.5)))
-        # (N, C, S, S) in [-1, 1] -> (N, S, S, C) uint8 as served: round half to even
-        pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
-        grid = pictures.grid(list(pixels.numpy()), nrow=nrow)  # gan generate's style
-        grid = pictures.upscale(grid, pictures.auto_scale(grid.shape[1], self.cfg.sample_scale))
-        path = self.out / "samples" / f"step-{self.step}.png"
-        atomic_write(path, lambda f: Image.fromarray(grid.squeeze(2) if grid.shape[2] == 1
-                                                     else grid).save(f, format="png"))
-        self._last_sample = path
-        assert self.reporter is not None
-        self.reporter.image(self.step, torch.from_numpy(grid).permute(2, 0, 1))
-
-    def _save(self, periodic: bool) -> None:
-        state = checkpoint.build(self)
-        if not self.dist.is_main:
-            return
-        folder = self.out / "checkpoints"
-        if periodic:
-            checkpoint.atomic_save(state, folder / f"step-{self.step}.pt")
-            checkpoint.prune(folder, self.cfg.keep_checkpoints)
-        checkpoint.atomic_save(state, folder / "last.pt")
 
     def close(self) -> None:
         if self.reporter is not None:

@@ -26,6 +26,7 @@ from itertools import pairwise
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from train.config import IMAGE_SIZES
 
@@ -123,9 +124,13 @@ class Discriminator(nn.Module):
 
 def init_weights(module: nn.Module) -> None:
     """DCGAN init, for both architectures: convolution and Linear weights N(0, 0.02), their
-    biases 0; norm weights N(1, 0.02) and biases 0. (Label embeddings keep their own init.)"""
+    biases 0; norm weights N(1, 0.02) and biases 0. (Label embeddings keep their own init.)
+    A spectrally normalised weight (--spectral-norm) is initialised through its raw original;
+    its power iteration then starts from a random direction, as in Miyato et al."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
+        weight = (module.parametrizations.weight.original
+                  if parametrize.is_parametrized(module, "weight") else module.weight)
+        nn.init.normal_(weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):

@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
 from train.config import TrainConfig
 from train.mlp import MLPDiscriminator, MLPGenerator
 from train.model import Discriminator, Generator
@@ -24,9 +27,27 @@ def build_generator(cfg: TrainConfig, num_classes: int = 0) -> AnyGenerator:
 
 
 def build_discriminator(cfg: TrainConfig, num_classes: int = 0) -> AnyDiscriminator:
-    """cfg's discriminator (cfg.channels resolved), with PyTorch's default init."""
+    """cfg's discriminator (cfg.channels resolved), with PyTorch's default init; with
+    cfg.spectral_norm its weights are spectrally normalised (see `spectrally_normalised`)."""
+    d: AnyDiscriminator
     if cfg.arch == "mlp":
-        return MLPDiscriminator(cfg.mlp_hidden_d, cfg.channels, cfg.image_size,
-                                norm=cfg.resolved_d_norm, num_classes=num_classes)
-    return Discriminator(cfg.ndf, cfg.channels, cfg.image_size, norm=cfg.resolved_d_norm,
-                         num_classes=num_classes)
+        d = MLPDiscriminator(cfg.mlp_hidden_d, cfg.channels, cfg.image_size,
+                             norm=cfg.resolved_d_norm, num_classes=num_classes)
+    else:
+        d = Discriminator(cfg.ndf, cfg.channels, cfg.image_size, norm=cfg.resolved_d_norm,
+                          num_classes=num_classes)
+    return spectrally_normalised(d) if cfg.spectral_norm else d
+
+
+SN_LAYERS = (nn.Conv2d, nn.Linear, nn.Embedding)
+
+
+def spectrally_normalised(d: AnyDiscriminator) -> AnyDiscriminator:
+    """D with every convolution, Linear and embedding weight parametrised as W / sigma(W)
+    (torch.nn.utils.parametrizations.spectral_norm: one power iteration per training forward,
+    the estimate's vectors kept as buffers, so checkpoints carry them). The raw weight is
+    `parametrizations.weight.original`, which train.model.init_weights initialises."""
+    for module in list(d.modules()):
+        if isinstance(module, SN_LAYERS):
+            spectral_norm(module)
+    return d
