@@ -128,8 +128,9 @@ def init_weights(module: nn.Module) -> None:
     A spectrally normalised weight (--spectral-norm) is initialised through its raw original;
     its power iteration then starts from a random direction, as in Miyato et al."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        weight = (module.parametrizations.weight.original
-                  if parametrize.is_parametrized(module, "weight") else module.weight)
+        weight = module.weight
+        if parametrize.is_parametrized(module, "weight"):
+            weight = module.parametrizations["weight"].original  # type: ignore[index, union-attr]
         nn.init.normal_(weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
