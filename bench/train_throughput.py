@@ -37,7 +37,7 @@ from train.data import cache_dir, prepare_debian_fashion_mnist  # noqa: E402
 REFERENCES = [ROOT.parent / "shared" / "reference" / "dcgan_reference.py",
               ROOT.parents[1] / "shared" / "reference" / "dcgan_reference.py"]
 TEXTBOOK = ["--image-size", "64", "--ngf", "64", "--ndf", "64", "--nz", "100",
-            "--batch-size", "64", "--loss", "ns"]
+            "--batch-size", "64", "--loss", "ns", "--lr-g", "2e-4", "--lr-d", "2e-4"]
 
 
 def reference(script: Path, root: Path, steps: int, warmup: int) -> dict:
@@ -127,7 +127,8 @@ def main() -> None:
                     help="profile training steps (textbook and default configuration) instead")
     args = ap.parse_args()
     if args.profile:
-        textbook = {"image_size": 64, "ngf": 64, "ndf": 64, "nz": 100, "batch_size": 64}
+        textbook = {"image_size": 64, "ngf": 64, "ndf": 64, "nz": 100, "batch_size": 64,
+                    "lr_g": 2e-4, "lr_d": 2e-4}
         print(json.dumps({"benchmark": "train_profile", "machine": machine("cpu"),
                           "profiles": {"textbook-64px": profile(textbook, 8, args.steps // 4),
                                        "default-32px": profile({}, 8, args.steps // 4)}},

@@ -87,10 +87,12 @@ class TrainConfig:
     """Weight of the gradient penalty of wgan-gp and dragan."""
     clip_value: float = 0.01
     """wgan only: the discriminator's weights are clipped to [-clip_value, clip_value]."""
-    lr_g: float = 2e-4
-    """Adam learning rate of the generator."""
-    lr_d: float = 2e-4
-    """Adam learning rate of the discriminator."""
+    lr_g: float = 4e-4
+    """Adam learning rate of the generator (DCGAN's paper: 2e-4; 4e-4 for both G and D scored
+    FID 21.7 against 46.3 after 300 s of the default run on Fashion-MNIST: docs/quality.md)."""
+    lr_d: float = 4e-4
+    """Adam learning rate of the discriminator (a different one from --lr-g gives the two
+    time-scale update rule, TTUR)."""
     beta1: float = 0.5
     """Adam beta1 (DCGAN uses 0.5, not the usual 0.9)."""
     beta2: float = 0.999
