@@ -13,7 +13,8 @@ front end, tests) has a plain queue.
 
 There may be several workers on one session (ONNX Runtime runs concurrent calls; on a CPU, two
 single-threaded calls at once make more images per second than one call on two threads, see
-docs/benchmarks.md): each takes the next batch when it frees up. A job split across batches that
+docs/benchmarks.md): the first idle one takes whatever is queued, the others join only for a
+backlog (`_may_start`). A job split across batches that
 finish out of order is still answered in order: a part that is early waits in its job until the
 parts before it are handed out.
 
@@ -164,6 +165,8 @@ class Batcher:
         self._accepting = True
         self._closing = False
         self._handing = threading.Lock()  # one batch's results handed out at a time: in order
+        self._busy = 0  # workers running a batch now
+        self._backlog = max(1, max_batch // 2)  # queued images that call in a second worker
         self._workers = [threading.Thread(target=self._loop, name=f"inference-{i}", daemon=True)
                          for i in range(workers)]
         for worker in self._workers:
@@ -220,21 +223,32 @@ class Batcher:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._jobs and not self._closing:
+                while not self._closing and not (self._jobs and self._may_start()):
                     self._cond.wait()
                 if not self._jobs:
                     return  # closing and drained
                 self._wait_to_fill()
                 parts = self._take()
-                if self._jobs:  # more is queued: an idle worker can take the next batch now
+                self._busy += 1
+                if self._jobs:  # more is queued: an idle worker may take the next batch now
                     self._cond.notify()
-            if parts:
-                try:
+            try:
+                if parts:
                     self._compute(parts)
-                except Exception as e:  # never let the one worker die: fail this batch only
-                    log.exception("batch of %d parts failed", len(parts))
-                    with self._handing:
-                        hand_out([(job.parts, e) for job, _start, _stop in parts])
+            except Exception as e:  # never let a worker die: fail this batch only
+                log.exception("batch of %d parts failed", len(parts))
+                with self._handing:
+                    hand_out([(job.parts, e) for job, _start, _stop in parts])
+            finally:
+                with self._cond:
+                    self._busy -= 1
+
+    def _may_start(self) -> bool:
+        """Under the lock: whether an idle worker takes what is queued now. The first always
+        does; another joins only for a backlog (half a batch or more waiting) or a drain. Two
+        workers splitting a trickle of small requests would each run tiny batches: more calls,
+        more wake-ups of the event loop, and no more images per second."""
+        return (self._busy == 0 or self._queued >= self._backlog or not self._accepting)
 
     def _wait_to_fill(self) -> None:
         """Under the lock: wait until the batch is full or the oldest job waited max_delay_s."""
