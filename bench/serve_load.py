@@ -357,6 +357,23 @@ def default_models(folder: Path, quick: bool) -> list[Path]:
     return paths
 
 
+def host() -> dict[str, Any]:
+    """The machine the figures come from: cores, CPU model and its vector capability."""
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) \
+        if Path("/proc/cpuinfo").exists() else platform.processor()
+    try:
+        import torch
+
+        capability = torch.backends.cpu.get_cpu_capability()
+    except ImportError:
+        capability = "unknown (no torch)"
+    return {"cpus": os.cpu_count(), "cpu": model, "cpu_capability": capability,
+            "python": platform.python_version(), "machine": platform.machine(),
+            "load_avg_at_start": os.getloadavg()[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, action="append",
@@ -396,8 +413,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         models = args.model or default_models(Path(tmp), args.quick)
         report: dict[str, Any] = {
-            "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                     "machine": platform.machine()},
+            "host": host(),
             "settings": {"duration_s": duration, "warmup_s": warmup, "concurrency": conc,
                          "sizes": args.sizes, "formats": args.formats,
                          "providers": args.providers,
