@@ -4,7 +4,12 @@ For each model (default: the default 32x32 generator, ngf 64, nz 100, and the sa
 random DCGAN-init weights: the cost of inference does not depend on training), it measures
 
   raw        ONNX Runtime in this process: latency at batch 1, images/s at batch 1 and at every
-             power of two up to --raw-max-batch (the best of them is the reference);
+             power of two up to --raw-max-batch, one call at a time on every core (the best of
+             them is the reference, as issue 13 defines it); and the same with one
+             single-threaded call per core at once (`parallel`: what the server's workers do);
+  ceiling    a do-nothing gRPC server (the same grpc.aio + uvloop stack, a fixed 1-image answer
+             of each format) driven by the same client: the most 1-image requests per second
+             this machine's RPC stack allows with no model at all;
   batched    `gan serve` (a subprocess) with dynamic batching (--server-max-batch images);
   unbatched  the same server with --max-batch-size 1 (batching off);
 
@@ -14,8 +19,11 @@ concurrent callers sends its next request as soon as the last one returns) at co
 latency in ms. `ratios` holds what issue 4's targets name:
 
   c32_vs_raw_best        batched images/s at concurrency 32 / raw ORT images/s at its best batch
+  c32_vs_raw_parallel    the same / raw ORT's parallel best (the stricter reference)
+  c32_vs_ceiling         batched 1-image requests/s at concurrency 32 / the do-nothing server's
   c32_vs_unbatched       batched / unbatched images/s at concurrency 32
   c1_p50_minus_raw_b1_ms batched p50 at concurrency 1 (1 image) - raw ORT p50 at batch 1, in ms
+  c1_ceiling_p50_ms      the do-nothing server's p50 at concurrency 1: the RPC's own share
 
     python bench/serve_load.py                 # full run (several minutes)
     python bench/serve_load.py --quick         # smoke run: tiny durations, fewer points
@@ -97,11 +105,68 @@ async def _closed_loop(address: str, concurrency: int, n: int, fmt: str, warmup_
             "errors": errors, **percentiles(latencies)}
 
 
+def _uvloop() -> None:
+    """The client and the ceiling server on uvloop when installed (as `gan serve` is): the
+    cheapest Python client leaves the most of the shared cores to the server."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    uvloop.install()
+
+
 def client_main(spec: dict[str, Any]) -> None:
+    _uvloop()
     results = [asyncio.run(_closed_loop(spec["address"], p["concurrency"], p["num_images"],
                                         p["format"], spec["warmup_s"], spec["duration_s"]))
                for p in spec["points"]]
     print(json.dumps(results))
+
+
+# -- the do-nothing server ------------------------------------------------------------------
+
+async def _null_server(height: int, width: int, channels: int) -> None:
+    """Answer every Generate with one fixed image of the asked format; print the address."""
+    import grpc
+    import numpy as np
+
+    from serve import images
+    from serve._proto.gan.v1 import generator_pb2 as pb
+    from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
+
+    picture = np.zeros((height, width, channels), np.uint8)
+    answers = {kind: pb.GenerateResponse(images=[pb.Image(
+        data=images.encode(picture.astype(np.float32) if fmt == "raw_float32" else picture, fmt),
+        height=height, width=width, channels=channels, format=kind)], model_id="null")
+        for fmt, kind in images.TO_PB.items()}
+
+    class Null(pb_grpc.GeneratorServicer):
+        async def Generate(self, request: Any, context: Any) -> Any:
+            return answers[request.format]
+
+    server = grpc.aio.server()
+    pb_grpc.add_GeneratorServicer_to_server(Null(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"serving null on 127.0.0.1:{port}", flush=True)
+    await server.wait_for_termination()
+
+
+def ceiling(model: Path, points: list[dict[str, Any]], warmup_s: float,
+            duration_s: float) -> list[dict[str, Any]]:
+    """The 1-image points against the do-nothing server (same image size as `model`)."""
+    from gan.model import read_info
+
+    info = read_info(model)
+    proc = subprocess.Popen([sys.executable, __file__, "--null-server",
+                             f"{info.height},{info.width},{info.channels}"],
+                            env=_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        address = proc.stdout.readline().split()[3]  # type: ignore[union-attr]
+        return load(address, [p for p in points if p["num_images"] == 1], warmup_s, duration_s)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 # -- raw ONNX Runtime -----------------------------------------------------------------------
@@ -112,6 +177,49 @@ def raw_ort(model: Path, providers: str, max_batch: int, duration_s: float) -> d
 
     s = create_session(model, SessionOptions(providers=providers, max_batch=max_batch,
                                              intra_op_threads=default_threads()))
+    result = _one_at_a_time(s, max_batch, duration_s)
+    if s.provider == "cpu" and default_threads() > 1:  # the server's CPU plan: a call per core
+        single = create_session(model, SessionOptions(providers="cpu", max_batch=max_batch,
+                                                      intra_op_threads=1))
+        result["parallel"] = _parallel(single, default_threads(), max_batch, duration_s)
+    return result
+
+
+def _parallel(s: Any, callers: int, max_batch: int, duration_s: float) -> dict[str, Any]:
+    """images/s of `callers` threads each calling the (single-threaded) session at once."""
+    import threading
+
+    name, nz = s.session.get_inputs()[0].name, int(s.session.get_inputs()[0].shape[1])
+    z_by_batch = {}
+    b = 1
+    while b <= max_batch:
+        z_by_batch[b] = np.random.default_rng(0).standard_normal((b, nz), dtype=np.float32)
+        b *= 2
+    per_batch: dict[int, float] = {}
+    for b, z in z_by_batch.items():
+        counts = [0] * callers
+        stop_at = time.perf_counter() + duration_s
+
+        def call(k: int, z: np.ndarray = z, stop_at: float = stop_at,
+                 counts: list[int] = counts) -> None:
+            while time.perf_counter() < stop_at:
+                s.session.run(None, {name: z})
+                counts[k] += 1
+
+        threads = [threading.Thread(target=call, args=(k,)) for k in range(callers)]
+        began = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        per_batch[b] = round(sum(counts) * b / (time.perf_counter() - began), 1)
+    best = max(per_batch, key=per_batch.__getitem__)
+    return {"callers": callers, "images_per_s_by_batch": per_batch, "best_batch": best,
+            "best_images_per_s": per_batch[best]}
+
+
+def _one_at_a_time(s: Any, max_batch: int, duration_s: float) -> dict[str, Any]:
+    """Latency at batch 1 and images/s at each power-of-two batch, one call at a time."""
     name, nz = s.session.get_inputs()[0].name, int(s.session.get_inputs()[0].shape[1])
     rng = np.random.default_rng(0)
     per_batch: dict[int, float] = {}
@@ -189,7 +297,8 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if a and b else None  # None: a point completed no request
 
 
-def ratios(raw: dict[str, Any], batched: list[dict], unbatched: list[dict]) -> dict[str, Any]:
+def ratios(raw: dict[str, Any], batched: list[dict], unbatched: list[dict],
+           null: list[dict]) -> dict[str, Any]:
     def pick(rows: list[dict], c: int, n: int, fmt: str) -> dict | None:
         return next((r for r in rows if (r["concurrency"], r["num_images"], r["format"])
                      == (c, n, fmt)), None)
@@ -198,16 +307,27 @@ def ratios(raw: dict[str, Any], batched: list[dict], unbatched: list[dict]) -> d
     for fmt in FORMATS:
         for n in sorted({r["num_images"] for r in batched}):
             b, u = pick(batched, 32, n, fmt), pick(unbatched, 32, n, fmt)
-            if b and u:
-                key = f"{fmt}_n{n}"
+            key = f"{fmt}_n{n}"
+            if b:
                 out.setdefault("c32_vs_raw_best", {})[key] = _ratio(
                     b["images_per_s"], raw["best_images_per_s"])
+                if "parallel" in raw:
+                    out.setdefault("c32_vs_raw_parallel", {})[key] = _ratio(
+                        b["images_per_s"], raw["parallel"]["best_images_per_s"])
+                ceil = pick(null, 32, 1, fmt)
+                if n == 1 and ceil:
+                    out.setdefault("c32_vs_ceiling", {})[fmt] = _ratio(
+                        b["images_per_s"], ceil["images_per_s"])
+            if b and u:
                 out.setdefault("c32_vs_unbatched", {})[key] = _ratio(
                     b["images_per_s"], u["images_per_s"])
         one = pick(batched, 1, 1, fmt)
         if one:
             out.setdefault("c1_p50_minus_raw_b1_ms", {})[fmt] = round(
                 one["p50_ms"] - raw["batch1_latency"]["p50_ms"], 3)
+        ceil1 = pick(null, 1, 1, fmt)
+        if ceil1:
+            out.setdefault("c1_ceiling_p50_ms", {})[fmt] = ceil1["p50_ms"]
     return out
 
 
@@ -237,6 +357,23 @@ def default_models(folder: Path, quick: bool) -> list[Path]:
     return paths
 
 
+def host() -> dict[str, Any]:
+    """The machine the figures come from: cores, CPU model and its vector capability."""
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) \
+        if Path("/proc/cpuinfo").exists() else platform.processor()
+    try:
+        import torch
+
+        capability = torch.backends.cpu.get_cpu_capability()
+    except ImportError:
+        capability = "unknown (no torch)"
+    return {"cpus": os.cpu_count(), "cpu": model, "cpu_capability": capability,
+            "python": platform.python_version(), "machine": platform.machine(),
+            "load_avg_at_start": os.getloadavg()[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, action="append",
@@ -255,10 +392,17 @@ def main() -> None:
                         help="skip the batching-off server (no c32_vs_unbatched ratio)")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny and short")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--no-ceiling", action="store_true",
+                        help="skip the do-nothing server (no c32_vs_ceiling ratio)")
     parser.add_argument("--client", help=argparse.SUPPRESS)  # the load-generating process
+    parser.add_argument("--null-server", help=argparse.SUPPRESS)  # H,W,C: the ceiling server
     args = parser.parse_args()
     if args.client:
         client_main(json.loads(args.client))
+        return
+    if args.null_server:
+        _uvloop()
+        asyncio.run(_null_server(*(int(v) for v in args.null_server.split(","))))
         return
     conc, duration, warmup = tuple(args.concurrency), args.duration_s, args.warmup_s
     raw_max = args.raw_max_batch
@@ -269,8 +413,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         models = args.model or default_models(Path(tmp), args.quick)
         report: dict[str, Any] = {
-            "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                     "machine": platform.machine()},
+            "host": host(),
             "settings": {"duration_s": duration, "warmup_s": warmup, "concurrency": conc,
                          "sizes": args.sizes, "formats": args.formats,
                          "providers": args.providers,
@@ -282,9 +425,10 @@ def main() -> None:
                                      warmup, duration)
             unbatched = [] if args.no_unbatched else serve_and_load(
                 model, args.providers, 1, points, warmup, duration)
+            null = [] if args.no_ceiling else ceiling(model, points, warmup, duration)
             report["models"].append({"model": model.name, "raw_ort": raw, "batched": batched,
-                                     "unbatched": unbatched,
-                                     "ratios": ratios(raw, batched, unbatched)})
+                                     "unbatched": unbatched, "ceiling": null,
+                                     "ratios": ratios(raw, batched, unbatched, null)})
     emit(report, args.out)
 
 

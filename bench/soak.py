@@ -85,7 +85,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gan", "serve", str(self.model), "--host", "127.0.0.1",
              "--port", str(self.port), "--providers", "cpu", "--max-batch-size", "32",
-             "--max-images-per-request", "64", "--rpc-threads", "32",
+             "--max-images-per-request", "64", "--max-concurrent-rpcs", "32",
              "--stream-stall-s", str(STALL_S), "--grace-s", "10", "--drain-s", "1"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()  # type: ignore[union-attr]

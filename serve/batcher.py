@@ -1,13 +1,22 @@
-"""Dynamic batching: one inference worker thread coalescing queued requests into large batches.
+"""Dynamic batching: inference worker threads coalescing queued requests into large batches.
 
 Requests (Jobs) wait in a FIFO queue bounded in images. The worker takes images from the front
 until the batch holds `max_batch` images, splitting a job that does not fit (its remaining images
 go first in the next batch), so a request's parts run in order. It waits for a batch to fill only
 while the oldest job has waited less than `max_delay_s`. Jobs that were cancelled or whose
 deadline passed are dropped before compute. After inference, each part's slice of the output is
-put on its job's `parts` queue, in order, where the job's RPC handler thread picks it up and
-converts and encodes it: encoding runs on the handlers (in parallel), never on the worker, and
-with no extra thread hop between the worker and the response.
+put on its job's `parts` queue, in order, where the job's handler picks it up and converts and
+encodes it: encoding never runs on the worker. A job of a coroutine (gRPC's asyncio server, Ray
+Serve) has `AsyncParts`: the worker hands a whole batch's slices to each event loop in ONE
+thread-safe call (one wake-up of the loop per batch, not per request); a job of a thread (the HTTP
+front end, tests) has a plain queue.
+
+There may be several workers on one session (ONNX Runtime runs concurrent calls; on a CPU, two
+single-threaded calls at once make more images per second than one call on two threads, see
+docs/benchmarks.md): the first idle one takes whatever is queued, the others join only for a
+backlog (`_may_start`). A job split across batches that
+finish out of order is still answered in order: a part that is early waits in its job until the
+parts before it are handed out.
 
 For a conditional model each job carries one label per image; a batch concatenates its parts'
 labels exactly as it concatenates their latents, so requests with different labels share a batch
@@ -16,6 +25,7 @@ and every image keeps its own label.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import queue
@@ -23,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -47,6 +58,69 @@ class Dropped(Exception):
         self.reason = reason  # "cancelled" or "deadline"
 
 
+Item = np.ndarray | BaseException  # an output slice (k, ...), or what ends the job
+
+
+class Parts(Protocol):
+    """Where a job's items go, in order: queue.SimpleQueue (a thread waits) or AsyncParts."""
+
+    def put(self, item: Item) -> None: ...
+
+
+class AsyncParts:
+    """A job's items for a coroutine on `loop`: `put` from any thread, `await get()` on the loop.
+
+    The worker does not call `put` one job at a time: `hand_out` gives each loop all of a
+    batch's items in one call_soon_threadsafe."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._thread = threading.get_ident()  # made on the loop's thread, by its handler
+        self._items: collections.deque[Item] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: Item) -> None:
+        if threading.get_ident() == self._thread:
+            self.put_here(item)
+        else:
+            self.loop.call_soon_threadsafe(self.put_here, item)
+
+    def put_here(self, item: Item) -> None:
+        """`put`, on the loop's own thread."""
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> Item:
+        while not self._items:
+            self._waiter = self.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+
+def _put_all(pairs: list[tuple[AsyncParts, Item]]) -> None:
+    for parts, item in pairs:
+        parts.put_here(item)
+
+
+def hand_out(pairs: list[tuple[Parts, Item]]) -> None:
+    """Give each item to its parts: plain queues at once, AsyncParts one call per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[AsyncParts, Item]]] = {}
+    for parts, item in pairs:
+        if isinstance(parts, AsyncParts):
+            by_loop.setdefault(parts.loop, []).append((parts, item))
+        else:
+            parts.put(item)
+    for loop, mine in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_put_all, mine)
+        except RuntimeError:  # that loop is closed: nobody waits for these any more
+            log.debug("dropped %d results for a closed event loop", len(mine))
+
+
 @dataclass(eq=False)
 class Job:
     """One request: its latent (and labels), its deadline, its progress, and the queue its
@@ -57,11 +131,12 @@ class Job:
     deadline: float | None = None  # time.monotonic() after which nobody waits for the result
     enqueued: float = field(default_factory=time.monotonic)
     taken: int = 0  # images already handed to batches
+    handed: int = 0  # images already handed out to `parts` (in order)
+    early: dict[int, np.ndarray] | None = None  # finished slices by start, waiting for `handed`
     ended: str | None = None  # why its RPC ended ("cancelled" or "deadline"); None: still live
     # output slices (k, ...) of the model's raw output, in request order, or the exception that
     # ends the job (Dropped, or an inference failure)
-    parts: queue.SimpleQueue[np.ndarray | BaseException] = field(
-        default_factory=queue.SimpleQueue)
+    parts: Parts = field(default_factory=queue.SimpleQueue)  # type: ignore[assignment]
 
     @property
     def size(self) -> int:
@@ -75,10 +150,10 @@ Run = Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # z (B, nz), labels
 
 
 class Batcher:
-    """The queue and its one inference worker; `run` is the model call (z, labels) -> outputs."""
+    """The queue and its inference workers; `run` is the model call (z, labels) -> outputs."""
 
     def __init__(self, run: Run, *, metrics: Metrics,
-                 max_batch: int, max_delay_s: float, max_queue: int) -> None:
+                 max_batch: int, max_delay_s: float, max_queue: int, workers: int = 1) -> None:
         self._run = run
         self._metrics = metrics
         self.max_batch = max_batch
@@ -89,8 +164,13 @@ class Batcher:
         self._cond = threading.Condition()
         self._accepting = True
         self._closing = False
-        self._worker = threading.Thread(target=self._loop, name="inference", daemon=True)
-        self._worker.start()
+        self._handing = threading.Lock()  # one batch's results handed out at a time: in order
+        self._busy = 0  # workers running a batch now
+        self._backlog = max(1, max_batch // 2)  # queued images that call in a second worker
+        self._workers = [threading.Thread(target=self._loop, name=f"inference-{i}", daemon=True)
+                         for i in range(workers)]
+        for worker in self._workers:
+            worker.start()
 
     def submit(self, job: Job) -> None:
         """Queue `job`, or raise QueueFull / ShuttingDown at once."""
@@ -129,32 +209,46 @@ class Batcher:
         """Refuse new jobs; queued ones run at once (no more arrivals can fill a batch)."""
         with self._cond:
             self._accepting = False
-            self._cond.notify()
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Stop accepting, run what is queued (no more waiting for batches to fill), stop."""
         with self._cond:
             self._accepting = False
             self._closing = True
-            self._cond.notify()
-        self._worker.join()
+            self._cond.notify_all()
+        for worker in self._workers:
+            worker.join()
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._jobs and not self._closing:
+                while not self._closing and not (self._jobs and self._may_start()):
                     self._cond.wait()
                 if not self._jobs:
                     return  # closing and drained
                 self._wait_to_fill()
                 parts = self._take()
-            if parts:
-                try:
+                self._busy += 1
+                if self._jobs:  # more is queued: an idle worker may take the next batch now
+                    self._cond.notify()
+            try:
+                if parts:
                     self._compute(parts)
-                except Exception as e:  # never let the one worker die: fail this batch only
-                    log.exception("batch of %d parts failed", len(parts))
-                    for job, _start, _stop in parts:
-                        job.parts.put(e)
+            except Exception as e:  # never let a worker die: fail this batch only
+                log.exception("batch of %d parts failed", len(parts))
+                with self._handing:
+                    hand_out([(job.parts, e) for job, _start, _stop in parts])
+            finally:
+                with self._cond:
+                    self._busy -= 1
+
+    def _may_start(self) -> bool:
+        """Under the lock: whether an idle worker takes what is queued now. The first always
+        does; another joins only for a backlog (half a batch or more waiting) or a drain. Two
+        workers splitting a trickle of small requests would each run tiny batches: more calls,
+        more wake-ups of the event loop, and no more images per second."""
+        return (self._busy == 0 or self._queued >= self._backlog or not self._accepting)
 
     def _wait_to_fill(self) -> None:
         """Under the lock: wait until the batch is full or the oldest job waited max_delay_s."""
@@ -196,10 +290,29 @@ class Batcher:
         self._metrics.batch_size.observe(len(z))
         self._metrics.images.inc(len(z))
         offset = 0
-        for job, start, stop in parts:
-            n = stop - start
-            job.parts.put(out[offset:offset + n])
-            offset += n
+        with self._handing:  # handing out under the lock: another worker's later part waits
+            pairs: list[tuple[Parts, Item]] = []
+            for job, start, stop in parts:
+                pairs += _in_order(job, start, out[offset:offset + stop - start])
+                offset += stop - start
+            hand_out(pairs)
+
+
+def _in_order(job: Job, start: int, part: np.ndarray) -> list[tuple[Parts, Item]]:
+    """(parts, slice) pairs to hand out now for `job`, whose slice from `start` just finished:
+    none while an earlier slice is still running elsewhere, else it and the early ones after it."""
+    if start == job.handed and not job.early:  # the common case: nothing is out of order
+        job.handed += len(part)
+        return [(job.parts, part)]
+    if job.early is None:
+        job.early = {}
+    job.early[start] = part
+    ready: list[tuple[Parts, Item]] = []
+    while job.handed in job.early:
+        part = job.early.pop(job.handed)
+        job.handed += len(part)
+        ready.append((job.parts, part))
+    return ready
 
 
 def _gather(parts: list[tuple[Job, int, int]]) -> tuple[np.ndarray, np.ndarray | None]:

@@ -50,10 +50,14 @@ def serve(
     max_images_per_stream: Annotated[int, typer.Option(help=_h("max_images_per_stream"))] = (
         _S.max_images_per_stream),
     max_message_mb: Annotated[int, typer.Option(help=_h("max_message_mb"))] = _S.max_message_mb,
+    inference_workers: Annotated[int, typer.Option(help=_h("inference_workers"))] = (
+        _S.inference_workers),
     intra_op_threads: Annotated[int, typer.Option(help=_h("intra_op_threads"))] = (
         _S.intra_op_threads),
     encode_threads: Annotated[int, typer.Option(help=_h("encode_threads"))] = _S.encode_threads,
-    rpc_threads: Annotated[int, typer.Option(help=_h("rpc_threads"))] = _S.rpc_threads,
+    max_concurrent_rpcs: Annotated[int, typer.Option(
+        "--max-concurrent-rpcs", "--rpc-threads", help=_h("max_concurrent_rpcs"))] = (
+        _S.max_concurrent_rpcs),
     max_open_streams: Annotated[int, typer.Option(help=_h("max_open_streams"))] = (
         _S.max_open_streams),
     stream_stall_s: Annotated[float, typer.Option(help=_h("stream_stall_s"))] = (

@@ -75,19 +75,25 @@ class ServeConfig:
     use GenerateStream). Received messages are capped at twice what the largest valid request
     needs (about 275 KB for nz 100 and 256 images per request): larger ones get
     RESOURCE_EXHAUSTED before they are parsed."""
+    inference_workers: int = 0
+    """Inference worker threads, each running whole batches on the one shared session. 0: on
+    the CPU provider one per usable core, each call single-threaded (on small generators that
+    makes more images per second than one call on every core: docs/benchmarks.md); on a GPU, 1."""
     intra_op_threads: int = 0
-    """CPU threads of the one inference worker's ONNX Runtime calls; 0: one per usable core.
-    Only one inference runs at a time, so this never oversubscribes the cores."""
+    """CPU threads of each ONNX Runtime call; 0: the usable cores divided among the inference
+    workers, so the cores are never oversubscribed."""
     encode_threads: int = 0
-    """Most requests converting and encoding images (PNG, raw bytes) at once, each on its own
-    RPC thread, never on the inference worker; 0: one per usable core."""
-    rpc_threads: int = 256
-    """Most RPCs handled at once (each waiting request holds a thread while it is queued);
-    further ones get RESOURCE_EXHAUSTED from gRPC itself."""
+    """Threads encoding large PNG parts (over 64x64 pixels in all) off the event loop, never on
+    the inference worker; raw formats and small PNGs are encoded on the loop. 0: one per usable
+    core."""
+    max_concurrent_rpcs: int = 256
+    """Most RPCs handled at once (a queued request holds no thread, only its task); further ones
+    get RESOURCE_EXHAUSTED from gRPC itself. Also --rpc-threads, its name before the asyncio
+    server."""
     max_open_streams: int = 0
     """Most streaming calls (GenerateStream, health Watch) open at once; more get
-    RESOURCE_EXHAUSTED at once. The rest of --rpc-threads always stays free for unary calls
-    (Generate, GetModelInfo, health Check). 0: half of --rpc-threads."""
+    RESOURCE_EXHAUSTED at once. The rest of --max-concurrent-rpcs always stays free for unary
+    calls (Generate, GetModelInfo, health Check). 0: half of --max-concurrent-rpcs."""
     stream_stall_s: float = 30.0
     """A stream whose client has not taken the next message for this many seconds is cut off
     (CANCELLED; checked every quarter of it), so clients that stop reading free their slot."""
@@ -125,7 +131,7 @@ class ServeConfig:
         """Raise ServeConfigError with one clear line for the first value that cannot work."""
         check_choice("provider", self.providers, PROVIDERS, ServeConfigError)
         positive = ("max_batch_size", "max_queue_size", "max_images_per_request",
-                    "max_images_per_stream", "max_message_mb", "rpc_threads")
+                    "max_images_per_stream", "max_message_mb", "max_concurrent_rpcs")
         if self.stream_stall_s <= 0:
             raise ServeConfigError(f"stream_stall_s must be positive, got {self.stream_stall_s}")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -146,6 +152,7 @@ class ServeConfig:
             raise ServeConfigError(f"model_name {self.model_name!r}: use letters, digits, "
                                    "'_', '.' and '-' (it is part of URLs)")
         if min(self.max_queue_delay_ms, self.grace_s, self.drain_s, self.intra_op_threads,
+               self.inference_workers,
                self.encode_threads, self.max_open_streams) < 0:
             raise ServeConfigError("max_queue_delay_ms, grace_s, drain_s, max_open_streams and "
                                    "thread counts must not be negative")
@@ -156,8 +163,8 @@ class ServeConfig:
 
     @property
     def stream_slots(self) -> int:
-        """max_open_streams, resolved (0: half of rpc_threads, at least 1)."""
-        return self.max_open_streams or max(1, self.rpc_threads // 2)
+        """max_open_streams, resolved (0: half of max_concurrent_rpcs, at least 1)."""
+        return self.max_open_streams or max(1, self.max_concurrent_rpcs // 2)
 
     @property
     def v2_name(self) -> str:

@@ -3,22 +3,25 @@ services alike (gan.v1.Generator, health, reflection, and any added later):
 
 - Undecodable request bodies end in INVALID_ARGUMENT (gRPC's own answer is INTERNAL plus a
   traceback per request); they are logged at most once per `LOG_EVERY_S`, with a count.
-- Server-streaming calls (GenerateStream, health Watch) hold at most `max_streams` RPC slots at
-  once; a stream beyond that gets RESOURCE_EXHAUSTED at once. The other slots of --rpc-threads
-  stay free for unary calls (Generate, GetModelInfo, health Check), whatever streams do.
-- A stream whose client stops reading blocks its handler thread in gRPC's send: a send that has
-  not completed after `stall_s` is cut off (the RPC is cancelled; the client sees CANCELLED).
+- Streaming calls (GenerateStream, health Watch, reflection) are at most `max_streams` at once;
+  a stream beyond that gets RESOURCE_EXHAUSTED at once, so streams can never take every slot of
+  --max-concurrent-rpcs from unary calls (Generate, GetModelInfo, health Check).
+- A stream whose client stops reading holds its buffers in gRPC's send forever: a send that has
+  not completed after `stall_s` is cut off (the RPC's task is cancelled; the client sees
+  CANCELLED).
+
+It is a grpc.aio interceptor: every wrapper runs on the server's event loop.
 
 Refusals and cut-offs are counted in gan_serve_refused_total{method, reason}.
 """
 
 from __future__ import annotations
 
-import itertools
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -70,63 +73,25 @@ class _RateLimitedLog:
                     f"; {more} more since the last report" if more else "", self.every_s)
 
 
-class _Stalls:
-    """A watchdog over in-progress stream sends: `arm` before handing gRPC a message, `disarm`
-    once gRPC asks for the next one; a send armed for longer than limit_s cancels its RPC.
-    Checked every limit_s / 4, so a stalled stream is cut between 1 and 1.25 x limit_s."""
-
-    def __init__(self, limit_s: float, on_cut: Callable[[str], None]) -> None:
-        self.limit_s = limit_s
-        self._on_cut = on_cut
-        self._armed: dict[int, tuple[float, grpc.ServicerContext, str]] = {}
-        self._keys = itertools.count()
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="stream-stalls", daemon=True)
-        self._thread.start()
-
-    def arm(self, context: grpc.ServicerContext, method: str) -> int:
-        key = next(self._keys)
-        with self._lock:
-            self._armed[key] = (time.monotonic() + self.limit_s, context, method)
-        return key
-
-    def disarm(self, key: int) -> None:
-        with self._lock:
-            self._armed.pop(key, None)
-
-    def _run(self) -> None:
-        while not self._closed.wait(self.limit_s / 4):
-            now = time.monotonic()
-            with self._lock:
-                late = [k for k, (due, _, _) in self._armed.items() if due <= now]
-                cut = [self._armed.pop(k) for k in late]
-            for _due, context, method in cut:
-                context.cancel()  # wakes the handler blocked in gRPC's send
-                self._on_cut(method)
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join()
-
-
-class Guard(grpc.ServerInterceptor):
-    """The interceptor; `close()` stops its watchdog thread."""
+class Guard(grpc.aio.ServerInterceptor):
+    """The interceptor (runs on the event loop; `close()` is kept for the server's life cycle)."""
 
     def __init__(self, metrics: Metrics, *, max_streams: int, stall_s: float) -> None:
         self.metrics = metrics
         self.max_streams = max_streams
-        self._streams = threading.BoundedSemaphore(max_streams)
+        self.stall_s = stall_s
+        self._open = 0  # streams open now
         self._undecodable = _RateLimitedLog(LOG_EVERY_S)
         self._stalled = _RateLimitedLog(LOG_EVERY_S)
-        self._stalls = _Stalls(stall_s, self._cut)
 
     def close(self) -> None:
-        self._stalls.close()
+        pass  # no thread of its own: stall timers live on the loop
 
-    def intercept_service(self, continuation: Callable[[Any], Any],
-                          details: grpc.HandlerCallDetails) -> Any:
-        handler = continuation(details)
+    async def intercept_service(
+            self, continuation: Callable[[grpc.HandlerCallDetails],
+                                         Awaitable[grpc.RpcMethodHandler]],
+            details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
         if handler is None:
             return None
         method: str = details.method  # type: ignore[attr-defined]  # "/gan.v1.Generator/Generate"
@@ -135,70 +100,76 @@ class Guard(grpc.ServerInterceptor):
             behavior = getattr(handler, kind)
             if behavior is not None:
                 fields[kind] = self._wrap(behavior, method, kind)
-        return handler._replace(**fields)
+        return handler._replace(**fields)  # type: ignore[attr-defined]
 
     def _wrap(self, behavior: Callable[..., Any], method: str, kind: str) -> Callable[..., Any]:
         streaming_in, streaming_out = kind.startswith("stream"), kind.endswith("stream")
-        non_blocking = getattr(behavior, "experimental_non_blocking", False)
 
-        def wrapped(request: Any, context: grpc.ServicerContext, *more: Any) -> Any:
+        async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if streaming_in:
-                request = self._checked_stream(request, context, method)
-            elif isinstance(request, Undecodable):
-                self._refuse_undecodable(context, method, request.size)
-            if streaming_out:
-                self._take_stream_slot(context, method)
-            result = behavior(request, context, *more)
-            return self._watched(result, context, method) if streaming_out and not \
-                non_blocking else result
+                return self._checked_stream(request, context, method)
+            if isinstance(request, Undecodable):
+                await self._refuse_undecodable(context, method, request.size)
+            return request
 
-        for attribute in ("experimental_non_blocking", "experimental_thread_pool"):
-            if hasattr(behavior, attribute):
-                setattr(wrapped, attribute, getattr(behavior, attribute))
-        return wrapped
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            return await behavior(await checked(request, context), context)
 
-    def _refuse_undecodable(self, context: grpc.ServicerContext, method: str, size: int) -> None:
+        async def streaming(request: Any, context: grpc.aio.ServicerContext
+                            ) -> AsyncIterator[Any]:
+            request = await checked(request, context)
+            if self._open >= self.max_streams:
+                self._count(method, "streams_full")
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                    f"{self.max_streams} streams are open, the most this server "
+                                    "keeps: retry later")
+            self._open += 1
+            try:
+                async for response in self._watched(behavior(request, context), method):
+                    yield response
+            finally:
+                self._open -= 1
+
+        return streaming if streaming_out else unary
+
+    async def _refuse_undecodable(self, context: grpc.aio.ServicerContext, method: str,
+                                  size: int) -> None:
         self._count(method, "undecodable")
         self._undecodable.warn(f"undecodable request: {size} bytes to {method}")
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                      f"the request could not be decoded as a {method} request message")
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"the request could not be decoded as a {method} request message")
 
-    def _checked_stream(self, requests: Iterator[Any], context: grpc.ServicerContext,
-                        method: str) -> Iterator[Any]:
-        for r in requests:  # consumed on the handler's thread, so abort() ends the RPC
+    async def _checked_stream(self, requests: AsyncIterator[Any],
+                              context: grpc.aio.ServicerContext,
+                              method: str) -> AsyncIterator[Any]:
+        async for r in requests:
             if isinstance(r, Undecodable):
-                self._refuse_undecodable(context, method, r.size)
+                await self._refuse_undecodable(context, method, r.size)
             yield r
 
-    def _take_stream_slot(self, context: grpc.ServicerContext, method: str) -> None:
-        if not self._streams.acquire(blocking=False):
-            self._count(method, "streams_full")
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"{self.max_streams} streams are open, the most this server keeps: "
-                          "retry later")
-        if not context.add_callback(self._streams.release):  # runs once, when the RPC ends
-            self._streams.release()  # it has ended already
-
-    def _watched(self, responses: Iterator[Any], context: grpc.ServicerContext,
-                 method: str) -> Iterator[Any]:
-        """`responses`, with each send (from our yield until gRPC asks for more) watched."""
-        key = None
+    async def _watched(self, responses: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
+        """`responses`, with each send (from our yield until gRPC asks for more) watched: one
+        pending for longer than stall_s cancels the RPC's task, which ends it (CANCELLED)."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
         try:
-            for response in responses:
-                key = self._stalls.arm(context, method)
-                yield response
-                self._stalls.disarm(key)
+            async for response in responses:
+                timer = loop.call_later(self.stall_s, self._cut, task, method)
+                try:
+                    yield response
+                finally:
+                    timer.cancel()
         finally:
-            if key is not None:
-                self._stalls.disarm(key)
-            close = getattr(responses, "close", None)
+            close = getattr(responses, "aclose", None)
             if close is not None:  # the servicer's own clean-up (GeneratorExit) runs now
-                close()
+                await close()
 
-    def _cut(self, method: str) -> None:
+    def _cut(self, task: asyncio.Task[Any], method: str) -> None:
+        task.cancel()
         self._count(method, "stalled")
         self._stalled.warn(f"cut off a {method} stream whose client stopped reading for "
-                           f"{self._stalls.limit_s:g} s")
+                           f"{self.stall_s:g} s")
 
     def _count(self, method: str, reason: str) -> None:
         self.metrics.refused.labels(method.rsplit("/", 1)[-1], reason).inc()

@@ -63,6 +63,17 @@ class Metrics:
                 self.requests.labels(method, code)
         for reason in DROP_REASONS:
             self.dropped.labels(reason)
+        # label lookups take a lock and build a tuple: each RPC's children are looked up once
+        self._finished: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
+    def finish(self, method: str, code: str, seconds: float) -> None:
+        """Count one finished RPC of `method` with status `code` and time it."""
+        children = self._finished.get((method, code))
+        if children is None:
+            children = self._finished[method, code] = (self.requests.labels(method, code),
+                                                       self.latency.labels(method))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def value(self, name: str, **labels: str) -> float:
         """A sample's current value (0 when it has none yet): for logs and tests."""

@@ -13,8 +13,23 @@ log = logging.getLogger(__name__)
 
 
 def default_threads() -> int:
-    """Cores this process may run on (respects taskset and container CPU sets)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """Cores this process may run on: its CPU set (taskset, container CPU sets), capped at the
+    cgroup's CPU quota (a container limited to 2 CPUs sees every core of its node)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    quota = cgroup_cpus()
+    return max(1, min(cores, quota)) if quota else cores
+
+
+def cgroup_cpus(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
+    """The cgroup v2 CPU limit rounded up ("200000 100000" -> 2), None without a limit."""
+    try:
+        quota, period = open(path).read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    return -(-int(quota) // int(period))
 
 
 class ServedModel(GeneratorModel):

@@ -17,14 +17,10 @@ Ray Serve's proxy does not pass the client's deadline on to the replica; a call 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
-import threading
-from collections.abc import AsyncIterator, Callable
-from collections.abc import Generator as Gen
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -42,7 +38,6 @@ log = logging.getLogger(__name__)
 # the proxy's grpc_servicer_functions entry (it imports the function by this path)
 ADD_SERVICER = "serve._proto.gan.v1.generator_pb2_grpc.add_GeneratorServicer_to_server"
 REPLICA_KEY, PID_KEY = "gan-replica", "gan-replica-pid"
-_DONE = object()
 
 
 class _Aborted(Exception):
@@ -50,49 +45,32 @@ class _Aborted(Exception):
 
 
 class _Context:
-    """The part of grpc.ServicerContext that GeneratorServicer uses, over Ray Serve's context:
-    `abort` sets the status for the proxy, and the callbacks run when the call ends (also when
-    the proxy cancels it), which drops the request's queued images."""
+    """The part of grpc.aio.ServicerContext that GeneratorServicer uses, over Ray Serve's
+    context: `abort` sets the status for the proxy. A call the proxy cancels cancels the
+    servicer's coroutine, which drops the request's queued images."""
 
     def __init__(self, ray_context: RayServegRPCContext, replica: list[tuple[str, str]]) -> None:
         self._ray = ray_context
         self._ray.set_trailing_metadata(replica)
-        self._lock = threading.Lock()
-        self._callbacks: list[Callable[[], object]] | None = []  # None once the call ended
 
     def time_remaining(self) -> float | None:
         return None  # the proxy does not pass the client's deadline on
 
-    def add_callback(self, callback: Callable[[], object]) -> bool:
-        with self._lock:
-            if self._callbacks is None:
-                return False
-            self._callbacks.append(callback)
-            return True
-
-    def abort(self, code: grpc.StatusCode, details: str) -> None:
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
         self._ray.set_code(code)
         self._ray.set_details(details)
         raise _Aborted(details)
 
-    def end(self) -> None:
-        with self._lock:
-            callbacks, self._callbacks = self._callbacks or [], None
-        for callback in callbacks:
-            callback()
-
 
 @ray_serve.deployment(name=DEPLOYMENT_NAME)
 class Generator:
-    """One replica: the model, its batcher and the servicer, answering the gRPC proxy."""
+    """One replica: the model, its batcher and the servicer, answering the gRPC proxy on the
+    replica's event loop (a queued request holds no thread)."""
 
     def __init__(self, settings: dict[str, Any], onnx_threads: int) -> None:
         c = ServeConfig(**settings)
         self.metrics = Metrics(c.max_batch_size)
         self.model, self.batcher, self.servicer = build(c, self.metrics, onnx_threads)
-        # the servicer blocks while a request is queued: one thread per request in flight (Ray's
-        # own pool for sync methods is a few threads, which would cap the batches)
-        self._pool = ThreadPoolExecutor(c.rpc_threads, thread_name_prefix="rpc")
         replica = ray_serve.get_replica_context().replica_tag
         self._replica = [(REPLICA_KEY, replica), (PID_KEY, str(os.getpid()))]
         log.info("replica %s serving %s on %s", replica, self.model.info.model_id,
@@ -101,43 +79,25 @@ class Generator:
     async def Generate(self, request: pb.GenerateRequest,
                        grpc_context: RayServegRPCContext) -> pb.GenerateResponse:
         context = _Context(grpc_context, self._replica)
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._pool, self.servicer.Generate, request, context)
-        finally:
-            context.end()
+        return await self.servicer.Generate(request, context)  # type: ignore[arg-type]
 
     async def GenerateStream(self, request: pb.GenerateRequest, grpc_context: RayServegRPCContext
                              ) -> AsyncIterator[pb.GenerateResponse]:
         context = _Context(grpc_context, self._replica)
-        parts: Gen[pb.GenerateResponse, None, None] = self.servicer.GenerateStream(
-            request, context)  # type: ignore[arg-type, assignment]
-        loop = asyncio.get_running_loop()
-        running: asyncio.Future[Any] | None = None
-        try:
-            while True:
-                running = loop.run_in_executor(self._pool, next, parts, _DONE)
-                part = await running
-                running = None
-                if part is _DONE:
-                    return
-                yield part
-        finally:
-            context.end()  # a part still being made (running) now ends with CANCELLED
-            if running is None:  # stopped at a yield: closing counts the call as cancelled
-                parts.close()
+        async for part in self.servicer.GenerateStream(request, context):  # type: ignore[arg-type]
+            yield part
 
     async def GetModelInfo(self, request: pb.GetModelInfoRequest,
                            grpc_context: RayServegRPCContext) -> pb.ModelInfo:
         context = _Context(grpc_context, self._replica)
-        return self.servicer.GetModelInfo(request, context)  # type: ignore[arg-type]
+        return await self.servicer.GetModelInfo(request, context)  # type: ignore[arg-type]
 
     def __del__(self) -> None:
         """Ray Serve calls this after draining the replica (graceful_shutdown_timeout_s)."""
         batcher = getattr(self, "batcher", None)
         if batcher is not None:
             batcher.close()  # runs what is still queued, then stops the worker
-            self._pool.shutdown(wait=False)
+            self.servicer.close()
 
 
 def bind(config: ServeConfig, ray: RayConfig) -> ray_serve.Application:

@@ -67,8 +67,8 @@ def deployment_options(config: ServeConfig, ray: RayConfig) -> dict[str, Any]:
     low, high = ray.bounds()
     options: dict[str, Any] = {
         "ray_actor_options": {"num_cpus": ray.replica_cpus},
-        # every waiting request holds one of the replica's RPC threads, like `gan serve`
-        "max_ongoing_requests": config.rpc_threads,
+        # requests handled at once by one replica, like `gan serve`'s --max-concurrent-rpcs
+        "max_ongoing_requests": config.max_concurrent_rpcs,
         # Ray drains a stopping replica's requests this long, like --grace-s
         "graceful_shutdown_timeout_s": config.grace_s,
     }
@@ -82,6 +82,6 @@ def deployment_options(config: ServeConfig, ray: RayConfig) -> dict[str, Any]:
 
 
 def onnx_threads(config: ServeConfig, ray: RayConfig) -> int:
-    """A replica's ONNX Runtime threads: --intra-op-threads, or its reserved CPUs rounded up
-    (not every core of the node: replicas share it)."""
-    return config.intra_op_threads or max(1, math.ceil(ray.replica_cpus))
+    """The cores a replica's inference uses: its reserved CPUs rounded up (not every core of
+    the node: replicas share it); --inference-workers and --intra-op-threads divide them."""
+    return max(1, math.ceil(ray.replica_cpus))

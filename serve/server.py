@@ -1,5 +1,10 @@
 """The gRPC server: model + batcher + servicer, health and reflection, metrics, graceful stop.
 
+The server is grpc.aio on one event loop (uvloop when installed), in a thread of its own, so
+`start()` and `stop()` stay plain calls for `gan serve`, tests and embedders. Every handler is a
+coroutine: a queued request holds no thread, only its task; the one inference worker is a thread
+(ONNX Runtime runs outside the GIL) that hands each batch's results to the loop in one call.
+
 Life cycle: `start()` checks the model, binds (a taken port is refused: SO_REUSEPORT is off),
 loads and warms up the model, and only then reports SERVING. `stop()` is the drain:
 1. health reports NOT_SERVING to Check and to open Watch streams; for `drain_s` seconds every
@@ -14,11 +19,12 @@ slots, stalled readers).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -33,7 +39,7 @@ from serve.batcher import Batcher
 from serve.config import ServeConfig, message_options, request_bytes
 from serve.guard import Guard
 from serve.metrics import Metrics, serve_http
-from serve.servicer import SERVICE_NAME, build
+from serve.servicer import SERVICE_NAME, GeneratorServicer, build
 from serve.tensors import V2Model
 from serve.tls import server_credentials
 from serve.v2 import InferenceServicer
@@ -42,6 +48,18 @@ if TYPE_CHECKING:
     from serve.http import HttpFrontEnd
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed (about half the per-RPC cost of asyncio's at concurrency 1,
+    bench/serve_load.py), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def _address(host: str, port: int) -> str:
@@ -61,36 +79,50 @@ class GeneratorServer:
         self._httpd: WSGIServer | None = None
         self.http_port: int | None = None  # the v2 REST API's port, when --http-port is set
         self._http: HttpFrontEnd | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def _on_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the server's loop and wait for its result here."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def start(self) -> str:
+        self._loop = new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-loop",
+                                        daemon=True)
+        self._thread.start()
+        try:
+            self._on_loop(self._start())
+        except BaseException:
+            self._end_loop()
+            raise
+        log.info("gan.v1.Generator serving %s on %s", self.model.info.model_id, self.address)
+        return self.address
+
+    async def _start(self) -> None:
         c = self.config
         nz = read_info(c.model).nz  # quick (no warm-up): the receive limit depends on it
         options = [*message_options(c.max_message_bytes,
                                     request_bytes(nz, c.max_images_per_request)),
                    ("grpc.so_reuseport", 0)]  # else a second server shares a taken port
         self.guard = Guard(self.metrics, max_streams=c.stream_slots, stall_s=c.stream_stall_s)
-        self._server = grpc.server(ThreadPoolExecutor(c.rpc_threads, thread_name_prefix="rpc"),
-                                   interceptors=[self.guard], options=options,
-                                   maximum_concurrent_rpcs=c.rpc_threads)
+        self._server = grpc.aio.server(interceptors=[self.guard], options=options,
+                                       maximum_concurrent_rpcs=c.max_concurrent_rpcs)
         self.batcher: Batcher | None = None
+        self.servicer: GeneratorServicer | None = None
         try:
             self._bind()  # taken ports fail now, not after a long model load or engine build
-            self._load_and_start()
+            await self._load_and_start()
         except BaseException:  # leave no port, thread or session behind
-            self._server.stop(None)
-            if self.batcher is not None:
-                self.batcher.close()
-            self._close_metrics()
-            self.guard.close()
-            if self._http is not None:
-                self._http.close(0)
+            await self._server.stop(None)
+            self._release()
             raise
-        log.info("gan.v1.Generator serving %s on %s", self.model.info.model_id, self.address)
-        return self.address
 
-    def _load_and_start(self) -> None:
+    async def _load_and_start(self) -> None:
         c = self.config
-        self.model, self.batcher, self.servicer = build(c, self.metrics, c.intra_op_threads)
+        # the load and warm-up block this loop: nothing is served on it yet
+        self.model, self.batcher, self.servicer = build(c, self.metrics)
         log.info("serving on provider %s", self.model.provider)
         pb_grpc.add_GeneratorServicer_to_server(self.servicer, self._server)
         self.v2_model = V2Model(c.v2_name, self.model.info, self.model.provider,
@@ -103,7 +135,7 @@ class GeneratorServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, v2.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
             self._server)
-        self._server.start()
+        await self._server.start()
         if self._http is not None:
             from serve import http
 
@@ -111,6 +143,23 @@ class GeneratorServer:
                                       max_body_bytes=c.max_message_bytes), c.grace_s)
         for service in ("", SERVICE_NAME, v2.SERVICE_NAME):  # loaded and warmed up by now
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    def _release(self, grace_s: float = 0.0) -> None:
+        """Close what start() opened besides the gRPC server: HTTP, worker, pools, metrics."""
+        if self._http is not None:
+            self._http.close(grace_s)
+        if self.batcher is not None:
+            self.batcher.close()  # runs what is still queued, then stops the worker
+        if self.servicer is not None:
+            self.servicer.close()
+        self.guard.close()
+        self._close_metrics()
+
+    def _end_loop(self) -> None:
+        assert self._loop is not None and self._thread is not None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
     def _bind(self) -> None:
         c = self.config
@@ -158,26 +207,31 @@ class GeneratorServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        grace = self.config.grace_s if grace_s is None else grace_s
+        try:
+            self._on_loop(self._stop(grace))
+        finally:
+            self._end_loop()
+        log.info("stopped")
+
+    async def _stop(self, grace: float) -> None:
         c = self.config
-        grace = c.grace_s if grace_s is None else grace_s
         self.health.enter_graceful_shutdown()  # NOT_SERVING: load balancers move away
+        loop = asyncio.get_running_loop()
         if c.drain_s > 0:
             log.info("draining: NOT_SERVING for %.1f s while still serving", c.drain_s)
-            self._drain_over.wait(c.drain_s)
+            await loop.run_in_executor(None, self._drain_over.wait, c.drain_s)
         log.info("shutting down: finishing in-flight requests (grace %.1f s)", grace)
         assert self.batcher is not None, "stop() after a successful start()"
         self.batcher.stop_accepting()  # queued requests run now, new ones get UNAVAILABLE
         if self._http is not None:
             self._http.begin_stop()  # no new connections; in-flight requests finish
-        stopped = self._server.stop(grace)  # no new RPCs; in-flight ones get `grace` seconds
+        stopping = asyncio.ensure_future(self._server.stop(grace))  # in-flight: `grace` s
+        await asyncio.sleep(0)  # new RPCs are refused from here on
         self.health.end_watches()  # they carry no work: they must not hold the drain
-        stopped.wait()
-        if self._http is not None:
-            self._http.close(grace + 1.0)  # its own graceful timeout is `grace` too
-        self.batcher.close()
-        self.guard.close()
-        self._close_metrics()
-        log.info("stopped")
+        await stopping
+        # its own graceful timeout is `grace` too; closing joins threads: off the loop
+        await loop.run_in_executor(None, self._release, grace + 1.0)
 
     def end_drain(self) -> None:
         """End the NOT_SERVING moment of a running stop() now (a second SIGTERM/SIGINT)."""

@@ -1,21 +1,28 @@
 """The gan.v1.Generator service: validates requests, queues them on the batcher, answers.
 
-Bad input ends in INVALID_ARGUMENT before anything is queued, so it never touches other requests;
-a full queue is RESOURCE_EXHAUSTED, shutting down is UNAVAILABLE. Each RPC is counted by method
-and status code, and timed.
+Its methods are coroutines: `gan serve` runs them on grpc.aio's event loop, each Ray Serve replica
+on its own. A handler validates (bad input ends in INVALID_ARGUMENT before anything is queued, so
+it never touches other requests), queues its job (a full queue is RESOURCE_EXHAUSTED, shutting
+down UNAVAILABLE), awaits the worker's output without holding a thread, and converts and encodes
+it: raw formats and small PNG parts inline on the loop (microseconds; a thread hop would cost
+more), larger PNG parts on a small pool (Pillow's encoder releases the GIL). An RPC that ends
+while queued (cancelled, deadline) drops its queued images. Each RPC is counted by method and
+status code, and timed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
 
 from gan.contract import GeneratorInfo
+from gan.session import wanted
 from serve import admission, images, labels, latent
 from serve._proto.gan.v1 import generator_pb2 as pb
 from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc
@@ -29,6 +36,10 @@ from serve.model import ServedModel, default_threads
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Generator"].full_name  # "gan.v1.Generator"
+
+# PNG parts of at most this many pixels are encoded on the loop itself (a 64x64 image, ~0.1 ms);
+# larger ones on the encoding pool, off the loop
+INLINE_PNG_PIXELS = 64 * 64
 
 
 class GeneratorServicer(pb_grpc.GeneratorServicer):
@@ -44,55 +55,68 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         self.max_images = max_images  # per Generate, and per part of a stream
         self.max_stream_images = max_stream_images or max_images
         self.max_message_bytes = max_message_bytes
-        # handlers encode their own images; at most this many at once (Pillow's PNG encoder and
-        # numpy's copies release the GIL, so they run in parallel)
-        self._encoding = threading.BoundedSemaphore(encode_threads)
+        self._encoders = ThreadPoolExecutor(encode_threads, thread_name_prefix="encode")
+
+    def close(self) -> None:
+        self._encoders.shutdown(wait=True)
 
     # -- RPCs ----------------------------------------------------------------------------------
 
-    def Generate(self, request: pb.GenerateRequest,
-                 context: grpc.ServicerContext) -> pb.GenerateResponse:
-        began = time.perf_counter()
+    async def Generate(self, request: pb.GenerateRequest,
+                       context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
+        began, code = time.perf_counter(), grpc.StatusCode.OK
         try:
-            job, seed, fmt = self._admit(request, context, unary=True)
-            found: list[pb.Image] = []
-            while len(found) < job.size:
-                found += self._next_part(job, fmt)
-            response = pb.GenerateResponse(images=found, model_id=self.info.model_id,
-                                           first_index=0, seed=seed)
+            z, classes, seed, fmt = self._validate(request, unary=True)
+            assert z is not None  # unary requests get their whole latent
+            job = admission.submit_async(self.batcher, z, classes, context.time_remaining())
+            with admission.dropping(self.batcher, [job], context):
+                found: list[pb.Image] = []
+                while len(found) < job.size:
+                    found += await self._next_part(job, fmt)
+            return pb.GenerateResponse(images=found, model_id=self.info.model_id,
+                                       first_index=0, seed=seed)
         except _Abort as e:
-            self._finish("Generate", e.code, began)
-            context.abort(e.code, str(e))
-        self._finish("Generate", grpc.StatusCode.OK, began)
-        return response
+            code = e.code
+            await context.abort(e.code, str(e))
+            raise  # not reached: abort raises
+        except asyncio.CancelledError:
+            code = admission.ended_code(context)
+            raise
+        finally:
+            self.metrics.finish("Generate", code.name, time.perf_counter() - began)
 
-    def GenerateStream(self, request: pb.GenerateRequest,
-                       context: grpc.ServicerContext) -> Iterator[pb.GenerateResponse]:
-        began = time.perf_counter()
+    async def GenerateStream(self, request: pb.GenerateRequest,
+                             context: grpc.aio.ServicerContext
+                             ) -> AsyncIterator[pb.GenerateResponse]:
+        began, code = time.perf_counter(), grpc.StatusCode.OK
         try:
             z, classes, seed, fmt = self._validate(request, unary=False)
             per_message = self._fits(fmt)
             sent = 0
-            for job in self._stream_jobs(request.num_images, z, seed, classes, context):
-                done = 0
-                while done < job.size:
-                    part = self._next_part(job, fmt)
-                    done += len(part)
-                    for i in range(0, len(part), per_message):  # each response within the limit
-                        chunk = part[i:i + per_message]
-                        yield pb.GenerateResponse(images=chunk, model_id=self.info.model_id,
-                                                  first_index=sent, seed=seed)
-                        sent += len(chunk)
-        except GeneratorExit:  # the client went away mid-stream; its callback drops the rest
-            self._finish("GenerateStream", grpc.StatusCode.CANCELLED, began)
-            raise
+            queued: list[Job] = []  # at most two: the one handed out and the next
+            with admission.dropping(self.batcher, queued, context):
+                for job in self._stream_jobs(request.num_images, z, seed, classes, context,
+                                             queued):
+                    done = 0
+                    while done < job.size:
+                        part = await self._next_part(job, fmt)
+                        done += len(part)
+                        for i in range(0, len(part), per_message):  # each within the limit
+                            chunk = part[i:i + per_message]
+                            yield pb.GenerateResponse(images=chunk, model_id=self.info.model_id,
+                                                      first_index=sent, seed=seed)
+                            sent += len(chunk)
         except _Abort as e:
-            self._finish("GenerateStream", e.code, began)
-            context.abort(e.code, str(e))
-        self._finish("GenerateStream", grpc.StatusCode.OK, began)
+            code = e.code
+            await context.abort(e.code, str(e))
+        except (asyncio.CancelledError, GeneratorExit):  # the client left, or its deadline
+            code = admission.ended_code(context)
+            raise
+        finally:
+            self.metrics.finish("GenerateStream", code.name, time.perf_counter() - began)
 
-    def GetModelInfo(self, request: pb.GetModelInfoRequest,
-                     context: grpc.ServicerContext) -> pb.ModelInfo:
+    async def GetModelInfo(self, request: pb.GetModelInfoRequest,
+                           context: grpc.aio.ServicerContext) -> pb.ModelInfo:
         began = time.perf_counter()
         i = self.info
         info = pb.ModelInfo(
@@ -101,34 +125,19 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
             max_batch_size=self.batcher.max_batch, max_message_bytes=self.max_message_bytes,
             provider=self.provider, metadata=i.metadata,
             max_images_per_stream=self.max_stream_images)
-        self._finish("GetModelInfo", grpc.StatusCode.OK, began)
+        self.metrics.finish("GetModelInfo", "OK", time.perf_counter() - began)
         return info
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _finish(self, method: str, code: grpc.StatusCode, began: float) -> None:
-        self.metrics.requests.labels(method, code.name).inc()
-        self.metrics.latency.labels(method).observe(time.perf_counter() - began)
-
-    def _admit(self, request: pb.GenerateRequest, context: grpc.ServicerContext,
-               unary: bool) -> tuple[Job, int | None, str]:
-        """Validate, build the job and queue it; its RPC's end drops whatever is still queued."""
-        z, classes, seed, fmt = self._validate(request, unary)
-        assert z is not None  # unary requests get their whole latent
-        return self._submit(z, classes, context), seed, fmt
-
-    def _submit(self, z: np.ndarray, classes: np.ndarray | None,
-                context: grpc.ServicerContext) -> Job:
-        """Queue z (n, nz) [labels (n,)] as one job; its RPC's end drops what is still queued."""
-        return admission.submit(self.batcher, z, classes, context)
-
     def _stream_jobs(self, n: int, z: np.ndarray | None, seed: int | None,
-                     classes: np.ndarray | None, context: grpc.ServicerContext
-                     ) -> Iterator[Job]:
+                     classes: np.ndarray | None, context: grpc.aio.ServicerContext,
+                     queued: list[Job]) -> Iterator[Job]:
         """A stream's n images as jobs of at most max_images each, in order: the next one is
         queued before the current one is handed out, so the worker never waits on the encoder,
         and at most two parts' latents and outputs exist at a time. z is None for a seed, whose
-        rows are drawn part by part (the same rows as one draw: latent.from_seed_in_parts)."""
+        rows are drawn part by part (the same rows as one draw: latent.from_seed_in_parts).
+        `queued` holds the jobs not yet fully handed out (what an early end must drop)."""
         step = max(1, min(self.max_images, self.batcher.max_queue // 2))  # two parts fit
         rows: Iterator[np.ndarray]
         if z is None:
@@ -139,18 +148,23 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
         pending: Job | None = None
         for start, part in zip(range(0, n, step), rows, strict=True):
             y = None if classes is None else classes[start:start + step]
-            job = self._submit(part, y, context)
+            job = admission.submit_async(self.batcher, part, y, context.time_remaining())
+            queued.append(job)
             if pending is not None:
                 yield pending
+                queued.remove(pending)
             pending = job
         if pending is not None:
             yield pending
 
-    def _next_part(self, job: Job, fmt: str) -> list[pb.Image]:
-        """The job's next output slice from the worker, converted and encoded here."""
-        item = admission.next_part(job)
-        with self._encoding:
-            return self._encode(item, fmt)
+    async def _next_part(self, job: Job, fmt: str) -> list[pb.Image]:
+        """The job's next output slice from the worker, converted and encoded (see the module
+        docstring for where)."""
+        item = await admission.next_part_async(job)
+        if fmt == "png" and len(item) * self.info.height * self.info.width > INLINE_PNG_PIXELS:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._encoders, self._encode, item, fmt)
+        return self._encode(item, fmt)
 
     def _fits(self, fmt: str) -> int:
         """How many images of `fmt` surely fit in one message (at least 1)."""
@@ -204,14 +218,25 @@ class GeneratorServicer(pb_grpc.GeneratorServicer):
                          channels=info.channels, format=kind) for a in arrays]
 
 
-def build(c: ServeConfig, metrics: Metrics, intra_op_threads: int
+def plan(c: ServeConfig, cores: int) -> tuple[int, int]:
+    """(inference workers, ONNX Runtime threads per call) for a server on `cores` cores."""
+    on_cpu = wanted(c.providers) == ["cpu"]
+    workers = c.inference_workers or (cores if on_cpu else 1)
+    return workers, c.intra_op_threads or max(1, cores // workers)
+
+
+def build(c: ServeConfig, metrics: Metrics, cores: int = 0
           ) -> tuple[ServedModel, Batcher, GeneratorServicer]:
     """The model, its batcher and the gan.v1 servicer, as `gan serve` and each Ray replica run
-    them: one place that turns a ServeConfig's limits into the three, so the two cannot drift."""
+    them on `cores` cores (0: every usable one): one place that turns a ServeConfig's limits
+    into the three, so the two cannot drift."""
+    workers, threads = plan(c, cores or default_threads())
     model = ServedModel(c.model, providers=c.providers, max_batch=c.max_batch_size,
-                        intra_op_threads=intra_op_threads, fp16=c.fp16, cache_dir=c.trt_cache_dir)
+                        intra_op_threads=threads, fp16=c.fp16, cache_dir=c.trt_cache_dir)
     batcher = Batcher(model.run, metrics=metrics, max_batch=c.max_batch_size,
-                      max_delay_s=c.max_queue_delay_ms / 1000, max_queue=c.max_queue_size)
+                      max_delay_s=c.max_queue_delay_ms / 1000, max_queue=c.max_queue_size,
+                      workers=workers)
+    log.info("%d inference worker(s), %d ONNX Runtime thread(s) each", workers, threads)
     servicer = GeneratorServicer(model.info, model.provider, batcher, metrics,
                                  max_images=c.max_images_per_request,
                                  max_stream_images=c.max_images_per_stream,

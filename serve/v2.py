@@ -9,7 +9,9 @@ status code of their Abort; every RPC is counted by method and code like gan.v1'
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
+import inspect
 import time
 from collections.abc import Callable, Mapping
 
@@ -47,49 +49,51 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.metrics = metrics
         self.ready = ready
 
-    def ServerLive(self, request: pb.ServerLiveRequest,
-                   context: grpc.ServicerContext) -> pb.ServerLiveResponse:
-        return self._counted("ServerLive", context, lambda: pb.ServerLiveResponse(live=True))
+    async def ServerLive(self, request: pb.ServerLiveRequest,
+                   context: grpc.aio.ServicerContext) -> pb.ServerLiveResponse:
+        return await self._counted("ServerLive", context, lambda: pb.ServerLiveResponse(live=True))
 
-    def ServerReady(self, request: pb.ServerReadyRequest,
-                    context: grpc.ServicerContext) -> pb.ServerReadyResponse:
-        return self._counted("ServerReady", context,
+    async def ServerReady(self, request: pb.ServerReadyRequest,
+                    context: grpc.aio.ServicerContext) -> pb.ServerReadyResponse:
+        return await self._counted("ServerReady", context,
                              lambda: pb.ServerReadyResponse(ready=self.ready()))
 
-    def ModelReady(self, request: pb.ModelReadyRequest,
-                   context: grpc.ServicerContext) -> pb.ModelReadyResponse:
+    async def ModelReady(self, request: pb.ModelReadyRequest,
+                   context: grpc.aio.ServicerContext) -> pb.ModelReadyResponse:
         def answer() -> pb.ModelReadyResponse:
             self.model.check(request.name, request.version)
             return pb.ModelReadyResponse(ready=self.ready())
 
-        return self._counted("ModelReady", context, answer)
+        return await self._counted("ModelReady", context, answer)
 
-    def ServerMetadata(self, request: pb.ServerMetadataRequest,
-                       context: grpc.ServicerContext) -> pb.ServerMetadataResponse:
-        return self._counted("ServerMetadata", context, lambda: pb.ServerMetadataResponse(
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest,
+                       context: grpc.aio.ServicerContext) -> pb.ServerMetadataResponse:
+        return await self._counted("ServerMetadata", context, lambda: pb.ServerMetadataResponse(
             name=SERVER_NAME, version=server_version(), extensions=EXTENSIONS))
 
-    def ModelMetadata(self, request: pb.ModelMetadataRequest,
-                      context: grpc.ServicerContext) -> pb.ModelMetadataResponse:
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest,
+                      context: grpc.aio.ServicerContext) -> pb.ModelMetadataResponse:
         def answer() -> pb.ModelMetadataResponse:
             self.model.check(request.name, request.version)
             return pb.ModelMetadataResponse(**self.model.metadata())  # type: ignore[arg-type]
 
-        return self._counted("ModelMetadata", context, answer)
+        return await self._counted("ModelMetadata", context, answer)
 
-    def ModelInfer(self, request: pb.ModelInferRequest,
-                   context: grpc.ServicerContext) -> pb.ModelInferResponse:
-        return self._counted("ModelInfer", context, lambda: self._infer(request, context))
+    async def ModelInfer(self, request: pb.ModelInferRequest,
+                   context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
+        return await self._counted("ModelInfer", context, lambda: self._infer(request, context))
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _infer(self, request: pb.ModelInferRequest,
-               context: grpc.ServicerContext) -> pb.ModelInferResponse:
+    async def _infer(self, request: pb.ModelInferRequest,
+               context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
         self.model.check(request.model_name, request.model_version)
         admitted = self.model.admit(_inputs(request), _parameters(request.parameters),
                                     [o.name for o in request.outputs])
-        job = admission.submit(self.batcher, admitted.z, admitted.labels, context)
-        raw = admission.collect(job)  # (n, C, H, W) float32 or (n, H, W, C) uint8
+        job = admission.submit_async(self.batcher, admitted.z, admitted.labels,
+                                     context.time_remaining())
+        with admission.dropping(self.batcher, [job], context):
+            raw = await admission.collect_async(job)  # (n, C, H, W) float32 or (n, H, W, C) u8
         out = self.model.output
         response = pb.ModelInferResponse(
             model_name=self.model.name, model_version=VERSION, id=request.id,
@@ -100,21 +104,26 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             response.parameters["seed"].uint64_param = admitted.seed
         return response
 
-    def _counted(self, method: str, context: grpc.ServicerContext, answer: Callable):  # noqa: ANN202
-        """Run `answer()`; count and time the RPC; an Abort ends it with its code."""
+    async def _counted(self, method: str, context: grpc.aio.ServicerContext,  # noqa: ANN202
+                       answer: Callable):
+        """Run `answer()` (its result is awaited when it is a coroutine); count and time the
+        RPC; an Abort ends it with its code."""
         began = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            return answer()
+            result = answer()
+            return (await result) if inspect.isawaitable(result) else result
         except Abort as e:
             code = e.code
-            context.abort(e.code, str(e))
+            await context.abort(e.code, str(e))
+        except asyncio.CancelledError:  # the client left, or its deadline passed
+            code = admission.ended_code(context)
+            raise
         except Exception:  # a bug: gRPC answers UNKNOWN; count it as the failure it is
             code = grpc.StatusCode.INTERNAL
             raise
         finally:
-            self.metrics.requests.labels(method, code.name).inc()
-            self.metrics.latency.labels(method).observe(time.perf_counter() - began)
+            self.metrics.finish(method, code.name, time.perf_counter() - began)
 
 
 def _inputs(request: pb.ModelInferRequest) -> list[InputTensor]:
@@ -149,5 +158,5 @@ def _parameters(params: Mapping[str, pb.InferParameter]) -> dict[str, object]:
     return out
 
 
-def add_to_server(servicer: InferenceServicer, server: grpc.Server) -> None:
+def add_to_server(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)

@@ -78,7 +78,8 @@ def test_deployment_agrees_with_gan_serve_and_its_service() -> None:
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pod["terminationGracePeriodSeconds"] > pre_stop + flags["grace_s"]
     cpus = int(container["resources"]["limits"]["cpu"])
-    assert 1 <= flags["intra_op_threads"] <= cpus and 1 <= flags["encode_threads"] <= cpus
+    threads = flags["inference_workers"] * flags["intra_op_threads"]  # inference at full load
+    assert 1 <= threads <= cpus and 1 <= flags["encode_threads"] <= cpus
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] > 0
     assert Path(flags["model"]).parent.as_posix() in {m["mountPath"]
                                                       for m in container["volumeMounts"]}

@@ -173,3 +173,90 @@ def test_close_runs_what_is_queued_then_refuses(batcher: Batcher, model: GatedMo
     assert not closing.is_alive() and done.get(timeout=30)
     with pytest.raises(ShuttingDown):
         batcher.submit(Job(z=latent(50, 1)))
+
+
+class OrderedGates:
+    """A model whose every call waits for its own gate, opened by the test in any order: with two
+    workers, batch 2 can be made to finish before batch 1. Records the first row of each call."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: dict[float, threading.Event] = {}
+        self.arrived = threading.Condition(self.lock)
+
+    def __call__(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        gate = threading.Event()
+        with self.arrived:
+            self.calls[float(z[0, 0])] = gate
+            self.arrived.notify_all()
+        assert gate.wait(timeout=30), "the test never opened this call's gate"
+        return z * 2
+
+    def wait_for(self, *firsts: float) -> None:
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: all(f in self.calls for f in firsts), 30)
+
+    def open(self, first: float) -> None:
+        self.calls[first].set()
+
+
+def test_two_workers_hand_out_a_split_job_in_order() -> None:
+    """A 6-image job split over two batches that two workers run at once: the second batch ends
+    first, yet the job's parts come out in request order (the early one waits in the job)."""
+    model = OrderedGates()
+    b = Batcher(model, metrics=Metrics(4), max_batch=3, max_delay_s=0.0, max_queue=16,
+                workers=2)
+    try:
+        job = Job(z=latent(0, 6))
+        b.submit(job)
+        model.wait_for(0.0, 3.0)  # both workers are inside the model: rows 0-2 and 3-5
+        model.open(3.0)  # the second half finishes first...
+        with pytest.raises(queue.Empty):
+            job.parts.get(timeout=0.3)  # ...and is held back: the first half is not out yet
+        model.open(0.0)
+        np.testing.assert_array_equal(results(job), job.z * 2)
+    finally:
+        for gate in model.calls.values():
+            gate.set()
+        b.close()
+
+
+def test_async_parts_reach_the_event_loop_in_one_call_per_batch() -> None:
+    """Jobs of coroutines get their slices on their loop; one batch of three jobs wakes the loop
+    with one call (hand_out groups by loop), and each job still gets exactly its rows."""
+    import asyncio
+
+    from serve.batcher import AsyncParts
+
+    async def run() -> list[np.ndarray]:
+        loop = asyncio.get_running_loop()
+        calls = 0
+        real = loop.call_soon_threadsafe
+
+        def counted(callback: object, *args: object) -> object:
+            nonlocal calls
+            # the batcher's calls, not asyncio.to_thread's
+            calls += getattr(callback, "__name__", "") == "_put_all"
+            return real(callback, *args)  # type: ignore[arg-type]
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        model = GatedModel()
+        b = Batcher(model, metrics=Metrics(4), max_batch=4, max_delay_s=0.0, max_queue=16)
+        try:
+            first = Job(z=latent(100, 1), parts=AsyncParts(loop))
+            b.submit(first)
+            await asyncio.to_thread(model.started.wait, 30)
+            jobs = [Job(z=latent(10 * k, 1), parts=AsyncParts(loop)) for k in range(3)]
+            for job in jobs:
+                b.submit(job)
+            model.release()
+            got = [await job.parts.get() for job in [first, *jobs]]  # type: ignore[attr-defined]
+        finally:
+            model.release()
+            await asyncio.to_thread(b.close)
+        assert model.batches == [[100], [0, 10, 20]]
+        assert calls == 2  # one per batch, not one per job
+        return [g for g in got if isinstance(g, np.ndarray)]
+
+    outs = asyncio.run(run())
+    assert [float(o[0, 0]) for o in outs] == [200.0, 0.0, 20.0, 40.0]

@@ -106,7 +106,7 @@ def test_stalled_stream_readers_are_cut_off_and_never_lock_out_other_callers(
     caller out. Now streams hold at most half the RPC slots (the rest get RESOURCE_EXHAUSTED at
     once), unary callers are served meanwhile, and stalled streams are cut after --stream-stall-s,
     after which streams work again."""
-    with running(models["g64"], rpc_threads=4, max_message_mb=1, max_images_per_request=256,
+    with running(models["g64"], max_concurrent_rpcs=4, max_message_mb=1, max_images_per_request=256,
                  stream_stall_s=2.0) as s, GeneratorClient(s.address) as client:
         stalled = [_stalled_stream(s.address) for _ in range(4)]
         outcomes = []
