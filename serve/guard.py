@@ -81,6 +81,7 @@ class Guard(grpc.aio.ServerInterceptor):
         self.max_streams = max_streams
         self.stall_s = stall_s
         self._open = 0  # streams open now
+        self._ending: set[asyncio.Future[None]] = set()  # stalled streams being cut off
         self._undecodable = _RateLimitedLog(LOG_EVERY_S)
         self._stalled = _RateLimitedLog(LOG_EVERY_S)
 
@@ -125,7 +126,8 @@ class Guard(grpc.aio.ServerInterceptor):
                                     "keeps: retry later")
             self._open += 1
             try:
-                async for response in self._watched(behavior(request, context), method):
+                async for response in self._watched(behavior(request, context), context,
+                                                    method):
                     yield response
             finally:
                 self._open -= 1
@@ -147,15 +149,16 @@ class Guard(grpc.aio.ServerInterceptor):
                 await self._refuse_undecodable(context, method, r.size)
             yield r
 
-    async def _watched(self, responses: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
+    async def _watched(self, responses: AsyncIterator[Any], context: grpc.aio.ServicerContext,
+                       method: str) -> AsyncIterator[Any]:
         """`responses`, with each send (from our yield until gRPC asks for more) watched: one
-        pending for longer than stall_s cancels the RPC's task, which ends it (CANCELLED)."""
+        pending for longer than stall_s ends the RPC (see `_cut`)."""
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
         try:
             async for response in responses:
-                timer = loop.call_later(self.stall_s, self._cut, task, method)
+                timer = loop.call_later(self.stall_s, self._cut, task, context, method)
                 try:
                     yield response
                 finally:
@@ -165,8 +168,21 @@ class Guard(grpc.aio.ServerInterceptor):
             if close is not None:  # the servicer's own clean-up (GeneratorExit) runs now
                 await close()
 
-    def _cut(self, task: asyncio.Task[Any], method: str) -> None:
-        task.cancel()
+    def _cut(self, task: asyncio.Task[Any], context: grpc.aio.ServicerContext,
+             method: str) -> None:
+        """End a stalled stream: its status goes out at once (cancelling its task alone sends
+        none: the client would wait for its deadline), then its task stops."""
+        async def end() -> None:
+            try:
+                await context.abort(grpc.StatusCode.CANCELLED, "the stream was cut off: its "
+                                    f"client took no message for {self.stall_s:g} s")
+            except Exception:  # abort raises by design; or the RPC ended meanwhile
+                pass
+            task.cancel()
+
+        ending = asyncio.ensure_future(end())
+        self._ending.add(ending)  # a reference until it is done (the loop keeps only a weak one)
+        ending.add_done_callback(self._ending.discard)
         self._count(method, "stalled")
         self._stalled.warn(f"cut off a {method} stream whose client stopped reading for "
                            f"{self.stall_s:g} s")

@@ -122,6 +122,15 @@ def test_stalled_stream_readers_are_cut_off_and_never_lock_out_other_callers(
         assert client.model_info().nz == NZ
         wait_for(lambda: s.metrics.value("gan_serve_refused_total", method="GenerateStream",
                                           reason="stalled") == 2, "stalled streams cut off")
+        ends = []
+        for (_channel, stream), first in zip(stalled, outcomes, strict=True):
+            if first == 21:  # an admitted stream: its client reads on and finds it ended
+                with pytest.raises(grpc.RpcError) as cut:
+                    for _ in stream:  # type: ignore[attr-defined]
+                        pass
+                ends.append(cut.value.code())  # type: ignore[attr-defined]
+        # ended by the server at once, not left to the client's 300 s deadline
+        assert ends == [grpc.StatusCode.CANCELLED] * 2
         for channel, _stream in stalled:
             channel.close()
         parts = list(client.generate_stream(64, seed=3, format="raw_float32"))
