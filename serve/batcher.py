@@ -14,9 +14,10 @@ front end, tests) has a plain queue.
 There may be several workers on one session (ONNX Runtime runs concurrent calls; on a CPU, two
 single-threaded calls at once make more images per second than one call on two threads, see
 docs/benchmarks.md): the first idle one takes whatever is queued, the others join only for a
-backlog (`_may_start`). A job split across batches that
-finish out of order is still answered in order: a part that is early waits in its job until the
-parts before it are handed out.
+backlog (`_may_start`). A batch that runs while no other does may use `solo`, the model on
+every core, so one request at a time is not slowed down by the plan made for load. A job split
+across batches that finish out of order is still answered in order: a part that is early waits
+in its job until the parts before it are handed out.
 
 For a conditional model each job carries one label per image; a batch concatenates its parts'
 labels exactly as it concatenates their latents, so requests with different labels share a batch
@@ -153,8 +154,12 @@ class Batcher:
     """The queue and its inference workers; `run` is the model call (z, labels) -> outputs."""
 
     def __init__(self, run: Run, *, metrics: Metrics,
-                 max_batch: int, max_delay_s: float, max_queue: int, workers: int = 1) -> None:
+                 max_batch: int, max_delay_s: float, max_queue: int, workers: int = 1,
+                 solo: Run | None = None) -> None:
         self._run = run
+        # what a worker runs when no other batch is running (the model on every core; with
+        # several single-threaded workers, a lone request would otherwise use one core)
+        self._solo = solo
         self._metrics = metrics
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
@@ -229,12 +234,13 @@ class Batcher:
                     return  # closing and drained
                 self._wait_to_fill()
                 parts = self._take()
+                alone = self._busy == 0  # no other batch runs: this one may use every core
                 self._busy += 1
                 if self._jobs:  # more is queued: an idle worker may take the next batch now
                     self._cond.notify()
             try:
                 if parts:
-                    self._compute(parts)
+                    self._compute(parts, self._solo if alone and self._solo else self._run)
             except Exception as e:  # never let a worker die: fail this batch only
                 log.exception("batch of %d parts failed", len(parts))
                 with self._handing:
@@ -281,11 +287,11 @@ class Batcher:
         self._metrics.queue_depth.set(self._queued)
         return parts
 
-    def _compute(self, parts: list[tuple[Job, int, int]]) -> None:
-        """Run one batch and hand each part's output slice to its job's handler."""
+    def _compute(self, parts: list[tuple[Job, int, int]], run: Run) -> None:
+        """Run one batch with `run` and hand each part's output slice to its job's handler."""
         z, labels = _gather(parts)  # (B, nz), (B,) or None
         began = time.perf_counter()
-        out = self._run(z, labels)  # (B, C, H, W) or (B, H, W, C); a failure fails this batch
+        out = run(z, labels)  # (B, C, H, W) or (B, H, W, C); a failure fails this batch
         self._metrics.inference.observe(time.perf_counter() - began)
         self._metrics.batch_size.observe(len(z))
         self._metrics.images.inc(len(z))

@@ -230,12 +230,19 @@ def build(c: ServeConfig, metrics: Metrics, cores: int = 0
     """The model, its batcher and the gan.v1 servicer, as `gan serve` and each Ray replica run
     them on `cores` cores (0: every usable one): one place that turns a ServeConfig's limits
     into the three, so the two cannot drift."""
-    workers, threads = plan(c, cores or default_threads())
+    cores = cores or default_threads()
+    workers, threads = plan(c, cores)
     model = ServedModel(c.model, providers=c.providers, max_batch=c.max_batch_size,
                         intra_op_threads=threads, fp16=c.fp16, cache_dir=c.trt_cache_dir)
+    solo = None
+    if workers > 1 and threads < cores and model.provider == "cpu":
+        # a second session on every core, for a batch that runs while no other does: the
+        # lowest latency when requests come one at a time (its weights are loaded twice)
+        solo = ServedModel(c.model, providers="cpu", max_batch=c.max_batch_size,
+                           intra_op_threads=cores).run
     batcher = Batcher(model.run, metrics=metrics, max_batch=c.max_batch_size,
                       max_delay_s=c.max_queue_delay_ms / 1000, max_queue=c.max_queue_size,
-                      workers=workers)
+                      workers=workers, solo=solo)
     log.info("%d inference worker(s), %d ONNX Runtime thread(s) each", workers, threads)
     servicer = GeneratorServicer(model.info, model.provider, batcher, metrics,
                                  max_images=c.max_images_per_request,
