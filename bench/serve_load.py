@@ -16,7 +16,7 @@ random DCGAN-init weights: the cost of inference does not depend on training), i
 and drives each server from a SEPARATE client process (asyncio gRPC, closed loop: each of C
 concurrent callers sends its next request as soon as the last one returns) at concurrency 1, 8,
 32, 128, with requests of 1 and 16 images, in RAW_FLOAT32 and PNG: images/s and p50/p90/p99
-latency in ms. `ratios` holds what issue 4's targets name:
+latency in ms. `ratios` holds what issues 4 and 13's targets name:
 
   c32_vs_raw_best        batched images/s at concurrency 32 / raw ORT images/s at its best batch
   c32_vs_raw_parallel    the same / raw ORT's parallel best (the stricter reference)

@@ -38,18 +38,10 @@ class Abort(Exception):
         self.code = code
 
 
-def submit(batcher: Batcher, z: np.ndarray, labels: np.ndarray | None,
-           context: grpc.ServicerContext | None = None) -> Job:
-    """Queue z (n, nz) [labels (n,)] as one job. With an RPC `context`, the job takes the RPC's
-    deadline and the RPC's end drops whatever of it is still queued."""
-    deadline = None
-    if context is not None:
-        remaining = context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
-    job = Job(z=z, labels=labels, deadline=deadline)
-    if context is not None and not context.add_callback(
-            lambda: batcher.discard(job, _end_reason(context))):
-        raise Abort(grpc.StatusCode.CANCELLED, "the request ended before it was queued")
+def submit(batcher: Batcher, z: np.ndarray, labels: np.ndarray | None) -> Job:
+    """Queue z (n, nz) [labels (n,)] as one job whose results a thread waits for (no deadline:
+    the HTTP front end's requests carry none)."""
+    job = Job(z=z, labels=labels)
     _queue(batcher, job)
     return job
 
@@ -75,14 +67,14 @@ def _queue(batcher: Batcher, job: Job) -> None:
 
 
 @contextlib.contextmanager
-def dropping(batcher: Batcher, jobs: list[Job], context: Any = None) -> Iterator[None]:
+def dropping(batcher: Batcher, jobs: list[Job], context: Any) -> Iterator[None]:
     """Whatever ends the block early (its task cancelled, an Abort, a closed stream) drops what
     is still queued of `jobs` (no compute is spent on it), as "deadline" when the RPC's
     `context` has no time left, else "cancelled"."""
     try:
         yield
     except BaseException:
-        reason = "cancelled" if context is None else _end_reason(context)
+        reason = _end_reason(context)
         for job in jobs:
             batcher.discard(job, reason)
         raise
@@ -103,10 +95,9 @@ async def collect_async(job: Job) -> np.ndarray:
     """`collect` for a job of `submit_async`."""
     parts, rows = [], 0
     while rows < job.size:
-        part = await next_part_async(job)
-        parts.append(part)
-        rows += len(part)
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        parts.append(await next_part_async(job))
+        rows += len(parts[-1])
+    return _joined(parts)
 
 
 def _checked(item: Item) -> np.ndarray:
@@ -125,9 +116,12 @@ def collect(job: Job) -> np.ndarray:
     """The job's whole raw output (n, ...), its parts joined (no copy for a job of one part)."""
     parts, rows = [], 0
     while rows < job.size:
-        part = next_part(job)
-        parts.append(part)
-        rows += len(part)
+        parts.append(next_part(job))
+        rows += len(parts[-1])
+    return _joined(parts)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
@@ -138,7 +132,7 @@ def ended_code(context: Any) -> grpc.StatusCode:
 
 
 def _end_reason(context: Any) -> str:
-    """Why an RPC ended while its job may still be queued: "deadline" or "cancelled" (in the
-    callback of an RPC its deadline ended, time_remaining() is 0)."""
+    """Why an RPC ended while its job may still be queued: "deadline" or "cancelled" (once an
+    RPC's deadline has passed, time_remaining() is 0)."""
     remaining = context.time_remaining()
     return "deadline" if remaining is not None and remaining <= 0 else "cancelled"

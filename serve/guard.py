@@ -74,7 +74,7 @@ class _RateLimitedLog:
 
 
 class Guard(grpc.aio.ServerInterceptor):
-    """The interceptor (runs on the event loop; `close()` is kept for the server's life cycle)."""
+    """The interceptor (runs on the event loop; its stall timers live there too)."""
 
     def __init__(self, metrics: Metrics, *, max_streams: int, stall_s: float) -> None:
         self.metrics = metrics
@@ -84,9 +84,6 @@ class Guard(grpc.aio.ServerInterceptor):
         self._ending: set[asyncio.Future[None]] = set()  # stalled streams being cut off
         self._undecodable = _RateLimitedLog(LOG_EVERY_S)
         self._stalled = _RateLimitedLog(LOG_EVERY_S)
-
-    def close(self) -> None:
-        pass  # no thread of its own: stall timers live on the loop
 
     async def intercept_service(
             self, continuation: Callable[[grpc.HandlerCallDetails],

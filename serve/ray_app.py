@@ -30,7 +30,7 @@ from ray.serve.grpc_util import RayServegRPCContext
 from serve._proto.gan.v1 import generator_pb2 as pb
 from serve.config import ServeConfig, ServeConfigError
 from serve.metrics import Metrics
-from serve.ray_config import DEPLOYMENT_NAME, RayConfig, deployment_options, onnx_threads
+from serve.ray_config import DEPLOYMENT_NAME, RayConfig, deployment_options, replica_cores
 from serve.servicer import build
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,10 @@ class Generator:
     """One replica: the model, its batcher and the servicer, answering the gRPC proxy on the
     replica's event loop (a queued request holds no thread)."""
 
-    def __init__(self, settings: dict[str, Any], onnx_threads: int) -> None:
+    def __init__(self, settings: dict[str, Any], cores: int) -> None:
         c = ServeConfig(**settings)
         self.metrics = Metrics(c.max_batch_size)
-        self.model, self.batcher, self.servicer = build(c, self.metrics, onnx_threads)
+        self.model, self.batcher, self.servicer = build(c, self.metrics, cores)
         replica = ray_serve.get_replica_context().replica_tag
         self._replica = [(REPLICA_KEY, replica), (PID_KEY, str(os.getpid()))]
         log.info("replica %s serving %s on %s", replica, self.model.info.model_id,
@@ -103,7 +103,7 @@ class Generator:
 def bind(config: ServeConfig, ray: RayConfig) -> ray_serve.Application:
     """The application for `serve.run`: one Generator deployment with these options."""
     return Generator.options(**deployment_options(config, ray)).bind(  # type: ignore[attr-defined]
-        dataclasses.asdict(config), onnx_threads(config, ray))
+        dataclasses.asdict(config), replica_cores(ray))
 
 
 def app(args: dict[str, Any]) -> ray_serve.Application:

@@ -81,7 +81,7 @@ def deployment_options(config: ServeConfig, ray: RayConfig) -> dict[str, Any]:
     return options
 
 
-def onnx_threads(config: ServeConfig, ray: RayConfig) -> int:
+def replica_cores(ray: RayConfig) -> int:
     """The cores a replica's inference uses: its reserved CPUs rounded up (not every core of
     the node: replicas share it); --inference-workers and --intra-op-threads divide them."""
     return max(1, math.ceil(ray.replica_cpus))

@@ -152,7 +152,6 @@ class GeneratorServer:
             self.batcher.close()  # runs what is still queued, then stops the worker
         if self.servicer is not None:
             self.servicer.close()
-        self.guard.close()
         self._close_metrics()
 
     def _end_loop(self) -> None:
