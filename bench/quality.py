@@ -11,10 +11,16 @@ Prints one JSON object; --out also writes it and copies each run's last sample g
 (`--arch mlp`, G 256 / D 128 hidden) against the default DCGAN at 32 px, both batch 128; their
 FIDs share one feature space (the classifier pads 28 px images to 32 as the pipeline does).
 
-    python bench/quality.py [--seconds 300] [--images 32000] [-n 10000] [--arch mlp,dcgan]
+    python bench/quality.py [--seconds 300[,1800...]] [--images 32000] [-n 10000]
+                            [--arch mlp,dcgan] [--recipe today,NAME] [--longer NAME=SECONDS]
                             [--out DIR]
 
-A budget of 0 skips it. Equal-image results do not depend on the machine's load (training is
+--seconds takes several budgets: each run trains to the first, is scored, resumes (`gan train
+--resume`, exact: the data order and every random state are in the checkpoint) for the next
+budget's remaining seconds, is scored again, and so on; --longer NAME=SECONDS takes one recipe's
+run on to a further budget (the one-hour run) without spending it on every recipe. The seconds
+counted are the training loop's own (start-up and data loading of each leg are not spent from
+the budget). A budget of 0 skips it. Equal-image results do not depend on the machine's load (training is
 deterministic for a seed); equal-time results do: run it on a quiet machine.
 """
 
@@ -65,12 +71,14 @@ def gan(*args: str) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def train(name: str, budget: list[str], out: Path, seed: int) -> dict:
-    """One run; seconds is the whole `gan train` process (start-up and data loading too), and
-    cpu_seconds the CPU time it got: on a shared machine equal wall-clock is not equal work."""
+def train(name: str, budget: list[str], out: Path, seed: int, resume: bool = False) -> dict:
+    """One run (or, with resume, its next leg); seconds is the whole `gan train` process
+    (start-up and data loading too), and cpu_seconds the CPU time it got: on a shared machine
+    equal wall-clock is not equal work."""
     began, cpu = time.perf_counter(), _child_cpu()
     gan("train", *CONFIGS[name], *budget, "--epochs", "1000", "--seed", str(seed),
-        "--out", str(out), "--log-every", str(LOG_EVERY), "--checkpoint-every", str(10**9))
+        "--out", str(out), "--log-every", str(LOG_EVERY), "--checkpoint-every", str(10**9),
+        *(["--resume"] if resume else []))
     seconds = time.perf_counter() - began
     step = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"]
     batch = json.loads((out / "config.json").read_text())["batch_size"]
@@ -91,6 +99,48 @@ def score(run: Path, n: int, ema: bool, out: Path) -> dict:
     return {k: r[k] for k in keep}
 
 
+def _scored(row: dict, run: Path, args: argparse.Namespace, label: str) -> dict:
+    """The row with its EMA and raw generators' scores; the run's newest grid copied to --out."""
+    for ema in (True, False):
+        row["ema" if ema else "raw"] = score(run, args.n, ema, run / "eval.json")
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        grid = max((run / "samples").glob("step-*.png"), key=lambda p: int(p.stem.split("-")[1]))
+        shutil.copy(grid, args.out / f"{label}.png")
+    return row
+
+
+def _total_legs(results: list[dict]) -> None:
+    """A resumed leg's steps are the run's total already; its seconds and CPU become totals."""
+    spent: dict[str, tuple[float, float]] = {}
+    for row in results:
+        if row["budget"] != "equal_time":
+            continue
+        seconds, cpu = spent.get(row["config"], (0.0, 0.0))
+        row["seconds"] = round(row["seconds"] + seconds, 1)
+        row["cpu_seconds"] = round(row["cpu_seconds"] + cpu, 1)
+        spent[row["config"]] = (row["seconds"], row["cpu_seconds"])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
+
+def _budgets(ap: argparse.ArgumentParser, text: str) -> list[float]:
+    """--seconds as a rising list of positive totals; "0" is none."""
+    if text.strip() == "0":
+        return []
+    parts = text.split(",")
+    if not all(_is_number(p) for p in parts) or \
+            any(float(a) >= float(b) for a, b in zip(parts, parts[1:])):
+        ap.error(f"--seconds needs rising positive budgets like 300,1800, got {text!r}")
+    return [float(p) for p in parts]
+
+
 def _cpu_capability() -> str:
     import torch  # only for the record: training and scoring run in `gan` subprocesses
 
@@ -99,7 +149,8 @@ def _cpu_capability() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=float, default=300, help="equal wall-clock budget")
+    ap.add_argument("--seconds", default="300", help="equal wall-clock budgets (comma list of "
+                    "totals: one run per recipe, resumed from one budget to the next)")
     ap.add_argument("--images", type=int, default=32000, help="equal training-image budget")
     ap.add_argument("-n", type=int, default=10000, help="generated images per evaluation")
     ap.add_argument("--seed", type=int, default=0)
@@ -108,6 +159,8 @@ def main() -> None:
                     "default recipe, others are built-in names or --candidate names)")
     ap.add_argument("--candidate", action="append", default=[], metavar='NAME="FLAGS"',
                     help="a candidate recipe: gan train flags on top of the defaults (repeatable)")
+    ap.add_argument("--longer", action="append", default=[], metavar="NAME=SECONDS",
+                    help="take this recipe's run on to a further total budget (repeatable)")
     ap.add_argument("--out", type=Path, help="also write quality.json and sample grids here")
     args = ap.parse_args()
     for text in args.candidate:
@@ -126,30 +179,34 @@ def main() -> None:
         if unknown:
             ap.error(f"unknown --arch {sorted(unknown)}: use {', '.join(ARCH_CONFIGS)}")
         names = [ARCH_CONFIGS[a] for a in args.arch.split(",")]
-    budgets = {}
-    if args.seconds:
-        budgets["equal_time"] = ["--max-seconds", str(args.seconds)]
-    if args.images:
-        budgets["equal_images"] = []  # --max-steps per configuration: images / its batch
+    seconds = _budgets(ap, args.seconds)
+    longer = {}
+    for text in args.longer:
+        name, sep, total = text.partition("=")
+        name = ALIASES.get(name, name)
+        if not sep or name not in names or not _is_number(total) or seconds and \
+                float(total) <= seconds[-1]:
+            ap.error(f"--longer needs NAME=SECONDS for a compared recipe and more seconds than "
+                     f"the last --seconds budget, got {text!r}")
+        longer[name] = float(total)
     load_at_start = os.getloadavg()  # other work on the machine skews equal-time budgets
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for budget, flags in budgets.items():
-            for name in names:
-                run = Path(tmp) / f"{budget}-{name}"
-                if budget == "equal_images":
-                    flags = ["--max-steps", str(max(1, args.images // batch_of(name)))]
-                row = {"budget": budget, "config": name, "flags": CONFIGS[name],
-                       **train(name, flags, run, args.seed)}
-                for ema in (True, False):
-                    row["ema" if ema else "raw"] = score(run, args.n, ema, run / "eval.json")
-                results.append(row)
-                print(json.dumps(row), file=sys.stderr, flush=True)
-                if args.out:
-                    args.out.mkdir(parents=True, exist_ok=True)
-                    grid = max((run / "samples").glob("step-*.png"),
-                               key=lambda p: int(p.stem.split("-")[1]))
-                    shutil.copy(grid, args.out / f"{budget}-{name}.png")
+        for name in names if seconds else []:
+            run, spent = Path(tmp) / f"equal_time-{name}", 0.0
+            for total in [*seconds, *([longer[name]] if name in longer else [])]:
+                leg = ["--max-seconds", str(total - spent)]
+                row = {"budget": "equal_time", "budget_seconds": total, "config": name,
+                       "flags": CONFIGS[name], **train(name, leg, run, args.seed, spent > 0)}
+                spent = total
+                results.append(_scored(row, run, args, f"equal_time-{total:g}s-{name}"))
+        for name in names if args.images else []:
+            run = Path(tmp) / f"equal_images-{name}"
+            steps = ["--max-steps", str(max(1, args.images // batch_of(name)))]
+            row = {"budget": "equal_images", "config": name, "flags": CONFIGS[name],
+                   **train(name, steps, run, args.seed)}
+            results.append(_scored(row, run, args, f"equal_images-{name}"))
+    _total_legs(results)
     report = {"benchmark": "quality", "features": "classifier", "n": args.n,
               "dataset": "fashion-mnist", "seed": args.seed,
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
