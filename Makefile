@@ -75,7 +75,7 @@ bench-quality: setup
 
 bench-recipe: setup  # the recipe before issue 12 against today's: 5 and 30 min, today's to 1 h
 	$(BIN)/python bench/quality.py --recipe before-12-32px,today --seconds 300,1800 \
-		--longer today=3600 --images 0
+		--longer today=3600 --images 0 --out runs/recipes
 
 bench-arch: setup  # the original fully connected GAN against DCGAN at equal time
 	$(BIN)/python bench/quality.py --arch mlp,dcgan --seconds 300 --images 0

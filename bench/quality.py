@@ -20,7 +20,10 @@ FIDs share one feature space (the classifier pads 28 px images to 32 as the pipe
 budget's remaining seconds, is scored again, and so on; --longer NAME=SECONDS takes one recipe's
 run on to a further budget (the one-hour run) without spending it on every recipe. The seconds
 counted are the training loop's own (start-up and data loading of each leg are not spent from
-the budget). A budget of 0 skips it. Equal-image results do not depend on the machine's load (training is
+the budget). Each leg's first steps (warm-up; with --compile, the whole compilation) are spent
+from its own budget, so compare split runs of eager recipes only. A budget of 0 skips it.
+
+Equal-image results do not depend on the machine's load (training is
 deterministic for a seed); equal-time results do: run it on a quiet machine.
 """
 
@@ -111,18 +114,6 @@ def _scored(row: dict, run: Path, args: argparse.Namespace, label: str) -> dict:
     return row
 
 
-def _total_legs(results: list[dict]) -> None:
-    """A resumed leg's steps are the run's total already; its seconds and CPU become totals."""
-    spent: dict[str, tuple[float, float]] = {}
-    for row in results:
-        if row["budget"] != "equal_time":
-            continue
-        seconds, cpu = spent.get(row["config"], (0.0, 0.0))
-        row["seconds"] = round(row["seconds"] + seconds, 1)
-        row["cpu_seconds"] = round(row["cpu_seconds"] + cpu, 1)
-        spent[row["config"]] = (row["seconds"], row["cpu_seconds"])
-
-
 def _is_number(text: str) -> bool:
     try:
         return float(text) > 0
@@ -131,14 +122,16 @@ def _is_number(text: str) -> bool:
 
 
 def _budgets(ap: argparse.ArgumentParser, text: str) -> list[float]:
-    """--seconds as a rising list of positive totals; "0" is none."""
-    if text.strip() == "0":
+    """--seconds as a rising list of positive totals; 0 is none."""
+    try:
+        parts = [float(p) for p in text.split(",")]
+    except ValueError:
+        parts = []
+    if parts == [0.0]:
         return []
-    parts = text.split(",")
-    if not all(_is_number(p) for p in parts) or \
-            any(float(a) >= float(b) for a, b in zip(parts, parts[1:])):
+    if not parts or min(parts) <= 0 or any(a >= b for a, b in zip(parts, parts[1:], strict=False)):
         ap.error(f"--seconds needs rising positive budgets like 300,1800, got {text!r}")
-    return [float(p) for p in parts]
+    return parts
 
 
 def _cpu_capability() -> str:
@@ -179,7 +172,10 @@ def main() -> None:
         if unknown:
             ap.error(f"unknown --arch {sorted(unknown)}: use {', '.join(ARCH_CONFIGS)}")
         names = [ARCH_CONFIGS[a] for a in args.arch.split(",")]
+    names = list(dict.fromkeys(names))  # one run folder per configuration
     seconds = _budgets(ap, args.seconds)
+    if args.longer and not seconds:
+        ap.error("--longer takes a run past the last --seconds budget: give --seconds too")
     longer = {}
     for text in args.longer:
         name, sep, total = text.partition("=")
@@ -193,12 +189,14 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names if seconds else []:
-            run, spent = Path(tmp) / f"equal_time-{name}", 0.0
+            run, spent, before = Path(tmp) / f"equal_time-{name}", 0.0, {}
             for total in [*seconds, *([longer[name]] if name in longer else [])]:
                 leg = ["--max-seconds", str(total - spent)]
                 row = {"budget": "equal_time", "budget_seconds": total, "config": name,
                        "flags": CONFIGS[name], **train(name, leg, run, args.seed, spent > 0)}
-                spent = total
+                for k in ("seconds", "cpu_seconds"):  # a leg's figures -> the run's totals
+                    row[k] = round(row[k] + before.get(k, 0.0), 1)
+                spent, before = total, row
                 results.append(_scored(row, run, args, f"equal_time-{total:g}s-{name}"))
         for name in names if args.images else []:
             run = Path(tmp) / f"equal_images-{name}"
@@ -206,7 +204,6 @@ def main() -> None:
             row = {"budget": "equal_images", "config": name, "flags": CONFIGS[name],
                    **train(name, steps, run, args.seed)}
             results.append(_scored(row, run, args, f"equal_images-{name}"))
-    _total_legs(results)
     report = {"benchmark": "quality", "features": "classifier", "n": args.n,
               "dataset": "fashion-mnist", "seed": args.seed,
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
