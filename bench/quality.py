@@ -204,7 +204,7 @@ def main() -> None:
             row = {"budget": "equal_images", "config": name, "flags": CONFIGS[name],
                    **train(name, steps, run, args.seed)}
             results.append(_scored(row, run, args, f"equal_images-{name}"))
-    report = {"benchmark": "quality", "features": "classifier", "n": args.n,
+    report = {"benchmark": "quality", "argv": sys.argv[1:], "features": "classifier", "n": args.n,
               "dataset": "fashion-mnist", "seed": args.seed,
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                           "cpu_capability": _cpu_capability(),
