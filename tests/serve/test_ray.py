@@ -9,6 +9,7 @@ deploy a second, deliberately tight application.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -180,6 +181,19 @@ def test_two_replicas_answer_threads_with_the_local_images(cluster: RayServeProc
     shown = yaml.safe_load(status.stdout)["applications"][APP_NAME]
     assert shown["status"] == "RUNNING"
     assert shown["deployments"]["Generator"]["replica_states"] == {"RUNNING": 2}
+
+
+def test_a_starting_proxy_gets_a_minute_in_the_local_ray(cluster: RayServeProcess) -> None:
+    """Ray Serve kills a proxy not ready within 5 s, and serve.start then fails on a loaded
+    machine: every process of the Ray this command started carries the longer bound."""
+    setting = b"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S=60\0"
+    environs = []
+    for pid in cluster.tagged():
+        if pid != cluster.proc.pid:  # the CLI's /proc environ is the one it was started with
+            with contextlib.suppress(OSError):  # a worker that ended meanwhile
+                environs.append(Path(f"/proc/{pid}/environ").read_bytes())
+    assert len(environs) >= 3, "expected Ray's GCS, raylet and workers"
+    assert all(setting in e for e in environs)
 
 
 def test_gan_generate_through_ray_writes_the_same_files_as_locally(
