@@ -56,6 +56,7 @@ CONFIGS = {
 }
 ARCH_CONFIGS = {"dcgan": "default-32px", "mlp": "mlp-28px"}  # --arch NAME -> its configuration
 ALIASES = {"today": "default-32px"}  # --recipe today: the default recipe as it is now
+LOG_EVERY = 5  # --max-seconds is checked at logging steps: often, so budgets stay equal
 
 
 def batch_of(name: str) -> int:
@@ -66,7 +67,6 @@ def batch_of(name: str) -> int:
     from train.config import TrainConfig  # no torch: the dataclass alone
 
     return TrainConfig().batch_size
-LOG_EVERY = 5  # --max-seconds is checked at logging steps: often, so budgets stay equal
 
 
 def gan(*args: str) -> None:
@@ -102,6 +102,21 @@ def score(run: Path, n: int, ema: bool, out: Path) -> dict:
     return {k: r[k] for k in keep}
 
 
+def _equal_time(name: str, totals: list[float], run: Path, args: argparse.Namespace
+                ) -> list[dict]:
+    """One run of a recipe through rising total budgets (none: no run), scored after each."""
+    rows: list[dict] = []
+    for total in totals:
+        spent = rows[-1]["budget_seconds"] if rows else 0.0
+        leg = ["--max-seconds", str(total - spent)]
+        row = {"budget": "equal_time", "budget_seconds": total, "config": name,
+               "flags": CONFIGS[name], **train(name, leg, run, args.seed, resume=bool(rows))}
+        for k in ("seconds", "cpu_seconds"):  # a leg's figures -> the run's totals
+            row[k] = round(row[k] + (rows[-1][k] if rows else 0.0), 1)
+        rows.append(_scored(row, run, args, f"equal_time-{total:g}s-{name}"))
+    return rows
+
+
 def _scored(row: dict, run: Path, args: argparse.Namespace, label: str) -> dict:
     """The row with its EMA and raw generators' scores; the run's newest grid copied to --out."""
     for ema in (True, False):
@@ -114,7 +129,7 @@ def _scored(row: dict, run: Path, args: argparse.Namespace, label: str) -> dict:
     return row
 
 
-def _is_number(text: str) -> bool:
+def _positive(text: str) -> bool:
     try:
         return float(text) > 0
     except ValueError:
@@ -180,7 +195,7 @@ def main() -> None:
     for text in args.longer:
         name, sep, total = text.partition("=")
         name = ALIASES.get(name, name)
-        if not sep or name not in names or not _is_number(total) or seconds and \
+        if not sep or name not in names or not _positive(total) or seconds and \
                 float(total) <= seconds[-1]:
             ap.error(f"--longer needs NAME=SECONDS for a compared recipe and more seconds than "
                      f"the last --seconds budget, got {text!r}")
@@ -188,16 +203,9 @@ def main() -> None:
     load_at_start = os.getloadavg()  # other work on the machine skews equal-time budgets
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names if seconds else []:
-            run, spent, before = Path(tmp) / f"equal_time-{name}", 0.0, {}
-            for total in [*seconds, *([longer[name]] if name in longer else [])]:
-                leg = ["--max-seconds", str(total - spent)]
-                row = {"budget": "equal_time", "budget_seconds": total, "config": name,
-                       "flags": CONFIGS[name], **train(name, leg, run, args.seed, spent > 0)}
-                for k in ("seconds", "cpu_seconds"):  # a leg's figures -> the run's totals
-                    row[k] = round(row[k] + before.get(k, 0.0), 1)
-                spent, before = total, row
-                results.append(_scored(row, run, args, f"equal_time-{total:g}s-{name}"))
+        for name in names:
+            results += _equal_time(name, [*seconds, *([longer[name]] if name in longer else [])],
+                                   Path(tmp) / f"equal_time-{name}", args)
         for name in names if args.images else []:
             run = Path(tmp) / f"equal_images-{name}"
             steps = ["--max-steps", str(max(1, args.images // batch_of(name)))]

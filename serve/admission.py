@@ -103,9 +103,7 @@ async def collect_async(job: Job) -> np.ndarray:
 def _checked(item: Item) -> np.ndarray:
     """An item from the worker: the output slice, or the Abort its failure ends in."""
     if isinstance(item, Dropped):
-        code = (grpc.StatusCode.DEADLINE_EXCEEDED if item.reason == "deadline"
-                else grpc.StatusCode.CANCELLED)
-        raise Abort(code, str(item))
+        raise Abort(_code(item.reason), str(item))
     if isinstance(item, BaseException):
         log.error("a batch failed: %r", item)
         raise Abort(grpc.StatusCode.INTERNAL, "inference failed: see the server log")
@@ -127,8 +125,12 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
 
 def ended_code(context: Any) -> grpc.StatusCode:
     """The status of an RPC whose task was cancelled: its deadline passed, or its client left."""
-    return (grpc.StatusCode.DEADLINE_EXCEEDED if _end_reason(context) == "deadline"
-            else grpc.StatusCode.CANCELLED)
+    return _code(_end_reason(context))
+
+
+def _code(reason: str) -> grpc.StatusCode:
+    """The status a request dropped for `reason` ends with (a DROP_REASONS name)."""
+    return grpc.StatusCode.DEADLINE_EXCEEDED if reason == "deadline" else grpc.StatusCode.CANCELLED
 
 
 def _end_reason(context: Any) -> str:

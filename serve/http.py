@@ -77,8 +77,7 @@ def app(model: V2Model, batcher: Batcher, metrics: Metrics, ready: Callable[[], 
                 code = grpc.StatusCode.INTERNAL
                 raise
             finally:
-                metrics.requests.labels(f"http:{method}", code.name).inc()
-                metrics.latency.labels(f"http:{method}").observe(time.perf_counter() - began)
+                metrics.finish(f"http:{method}", code.name, time.perf_counter() - began)
         return endpoint
 
     def checked(request: Request) -> None:

@@ -33,7 +33,7 @@ READY_TIMEOUT_S = 120.0
 # Ray Serve gives a starting proxy actor 5 s to report ready and kills it after that, which
 # fails serve.start outright on a loaded machine (the proxy's worker takes longer to import);
 # a Ray started here passes its processes this longer bound (they inherit the environment).
-PROXY_READY_ENV = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60"}
+PROXY_READY_ENV = "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"
 # Settings of the plain server's own listeners, which replicas do not have: refused with --ray.
 _PLAIN_SERVER_ONLY = {
     "metrics_port": "Ray Serve exports its own metrics (ray_serve_*)",
@@ -107,8 +107,7 @@ def _init_ray(ray_config: RayConfig) -> str:
     else:
         low, high = ray_config.bounds()
         cpus = max(default_threads(), math.ceil(high * ray_config.replica_cpus))  # logical
-        for name, value in PROXY_READY_ENV.items():  # a user's own setting wins
-            os.environ.setdefault(name, value)
+        os.environ.setdefault(PROXY_READY_ENV, "60")  # a user's own setting wins
         context = ray.init(address="local", num_cpus=cpus, namespace="serve",
                            object_store_memory=OBJECT_STORE_BYTES, log_to_driver=False,
                            include_dashboard=True, dashboard_host="127.0.0.1",
@@ -134,7 +133,7 @@ def _deploy(config: ServeConfig, ray_config: RayConfig) -> str:
     except ray.exceptions.RayError as e:  # e.g. a proxy actor that died while starting
         first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
         raise UserError(f"Ray Serve could not start its proxies: {first.strip()} (a loaded "
-                        "machine? see the Ray logs; RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S "
+                        f"machine? see the Ray logs; {PROXY_READY_ENV} "
                         "gives them longer)") from None
     low, high = ray_config.bounds()
     log.info("deploying %s on Ray Serve: %s replicas", config.model,
