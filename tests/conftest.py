@@ -15,7 +15,9 @@ Numerics of other machines, on this one:
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +28,11 @@ import pytest
 if TYPE_CHECKING:
     from export.artifact import ExportResult
 
-# Decompressed datasets go to a cache private to this test session, never the user's ~/.cache.
-os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="gan-test-cache-"))
+# Decompressed datasets go to a cache private to this test session, never the user's ~/.cache,
+# and it goes when the session ends (about 50 MB; one left per run would fill /tmp over time).
+if "XDG_CACHE_HOME" not in os.environ:
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="gan-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
