@@ -7,6 +7,7 @@ fast.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -138,6 +139,11 @@ class TrainConfig:
     discriminator. Needs labelled data (the built-in datasets, or a folder of class folders)."""
     label_dim: int = 50
     """Conditional only: size of G's learned label embedding joined with z."""
+    mode_seeking: float | None = None
+    """Weight of the mode-seeking term in G's loss (MSGAN, Mao et al. 2019): it grows when two
+    latents of one class give nearly the same image, so G cannot ignore z. 0 turns it off;
+    unset: 1.0 for --conditional runs (without it the conditional default drew one garment per
+    class, recall 0.000; with it 0.5+: docs/quality.md), 0 otherwise."""
     ema_decay: float = 0.999
     """Keep an exponential moving average of G's weights with this decay (0 turns it off);
     warmed up as min(decay, (1 + t) / (10 + t)) at step t. Samples, eval and export use it by
@@ -197,6 +203,9 @@ class TrainConfig:
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1) (0 turns EMA off), got "
                               f"{self.ema_decay}")
+        if self.mode_seeking is not None and not 0 <= self.mode_seeking < math.inf:
+            raise ConfigError(f"mode_seeking must be a weight >= 0 (0 turns it off), got "
+                              f"{self.mode_seeking}")
         if self.eval_every < 0 or self.ema_start < 0:
             raise ConfigError(f"eval_every and ema_start must not be negative, got "
                               f"{self.eval_every} and {self.ema_start}")
@@ -205,6 +214,12 @@ class TrainConfig:
                               f"{self.eval_images}")
         if self.dataset == "folder" and not self.data_dir:
             raise ConfigError("dataset 'folder' needs --data-dir DIR (a directory of images)")
+
+    @property
+    def resolved_mode_seeking(self) -> float:
+        if self.mode_seeking is not None:
+            return self.mode_seeking
+        return 1.0 if self.conditional else 0.0
 
     @property
     def resolved_d_norm(self) -> str:
@@ -222,8 +237,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Rebuild from `to_dict()` output; unknown keys (from a newer version) are an error."""
-        # A run saved before EMA existed had none: resuming it must not start averaging.
-        data = {"ema_decay": 0.0, **data}
+        # A run saved before EMA (or the mode-seeking term) existed had none: resuming it must
+        # not start averaging (or change its generator's loss).
+        data = {"ema_decay": 0.0, "mode_seeking": 0.0, **data}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

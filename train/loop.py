@@ -29,7 +29,7 @@ from train import distributed as distrib
 from train.config import ConfigError, TrainConfig
 from train.ema import GeneratorEMA
 from train.interrupt import StopSignal
-from train.losses import make_loss
+from train.losses import make_loss, mode_seeking
 from train.metrics import Reporter
 from train.model import init_weights
 from train.nets import AnyGenerator, build_discriminator, build_generator
@@ -84,6 +84,7 @@ class Trainer:
         self.opt_g = _adam(self.g, cfg.lr_g, cfg, device)
         self.opt_d = _adam(self.d, cfg.lr_d, cfg, device)
         self.loss = make_loss(cfg.loss, gp_weight=cfg.gp_weight, clip_value=cfg.clip_value)
+        self.mode_seeking = cfg.resolved_mode_seeking  # its weight in G's loss; 0: off
         self.amp_dtype = autocast_dtype(cfg.precision, device)
         fp16 = self.amp_dtype == torch.float16
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
@@ -259,6 +260,8 @@ class Trainer:
         self.d.requires_grad_(False)
         with self._autocast():
             loss_g = loss.g_loss(self.d_frozen(fake, y))
+            if self.mode_seeking:  # z and y are the last D step's: they made `fake`
+                loss_g = loss_g + self.mode_seeking * mode_seeking(fake, z, y)
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss_g).backward()
         self.scaler_g.step(self.opt_g)
