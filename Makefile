@@ -11,7 +11,7 @@ RUN    ?= runs/demo
 FMNIST  = /usr/share/datasets/fashion-mnist
 NODE_EXAMPLE = examples/node
 
-.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve bench-serve-ray bench-soak bench-quality bench-recipe bench-arch clean
+.PHONY: setup demo test lint stubs bench-train bench-engine bench-serve bench-serve-ray bench-soak bench-quality bench-recipe bench-conditional bench-arch clean
 
 setup: $(VENV)/.installed $(TRITON_VENV)/.installed $(NODE_EXAMPLE)/node_modules/.package-lock.json
 
@@ -76,6 +76,10 @@ bench-quality: setup
 bench-recipe: setup  # the recipe before issue 12 against today's: 5 and 30 min, today's to 1 h
 	$(BIN)/python bench/quality.py --recipe before-12-32px,today --seconds 300,1800 \
 		--longer today=3600 --images 0 --out runs/recipes
+
+bench-conditional: setup  # the conditional default without and with its two loss terms, 2,340 steps
+	$(BIN)/python bench/quality.py --recipe conditional-before-12,conditional --seconds 0 \
+		--images 299520 --out runs/conditional
 
 bench-arch: setup  # the original fully connected GAN against DCGAN at equal time
 	$(BIN)/python bench/quality.py --arch mlp,dcgan --seconds 300 --images 0

@@ -15,6 +15,9 @@ FIDs share one feature space (the classifier pads 28 px images to 32 as the pipe
                             [--arch mlp,dcgan] [--recipe today,NAME] [--longer NAME=SECONDS]
                             [--out DIR]
 
+--recipe conditional-before-12,conditional compares the conditional default without and with the
+class loss and mode-seeking term issue 12 added (rows then carry class_accuracy as well).
+
 --seconds takes several budgets: each run trains to the first, is scored, resumes (`gan train
 --resume`, exact: the data order and every random state are in the checkpoint) for the next
 budget's remaining seconds, is scored again, and so on; --longer NAME=SECONDS takes one recipe's
@@ -53,6 +56,9 @@ CONFIGS = {
     "textbook-64px": ["--image-size", "64", "--ngf", "64", "--ndf", "64", "--batch-size", "128",
                       "--lr-g", "2e-4", "--lr-d", "2e-4"],
     "mlp-28px": ["--arch", "mlp"],
+    # the conditional default before issue 12 added its class loss and mode-seeking term, and now
+    "conditional-before-12": ["--conditional", "--class-weight", "0", "--mode-seeking", "0"],
+    "conditional": ["--conditional"],
 }
 ARCH_CONFIGS = {"dcgan": "default-32px", "mlp": "mlp-28px"}  # --arch NAME -> its configuration
 ALIASES = {"today": "default-32px"}  # --recipe today: the default recipe as it is now
@@ -99,7 +105,10 @@ def score(run: Path, n: int, ema: bool, out: Path) -> dict:
         *([] if ema else ["--no-ema"]))
     r = json.loads(out.read_text())
     keep = ("fid", "kid_mean", "kid_std", "precision", "recall")
-    return {k: r[k] for k in keep}
+    scores = {k: r[k] for k in keep}
+    if "mean_class_accuracy" in r.get("classifier", {}):  # conditional: asked-for class hit
+        scores["class_accuracy"] = r["classifier"]["mean_class_accuracy"]
+    return scores
 
 
 def _equal_time(name: str, totals: list[float], run: Path, args: argparse.Namespace

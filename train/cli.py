@@ -96,6 +96,8 @@ def train(
     sample_scale: Annotated[int, typer.Option(help=_h("sample_scale"))] = _D.sample_scale,
     conditional: Annotated[bool, typer.Option(help=_h("conditional"))] = _D.conditional,
     label_dim: Annotated[int, typer.Option(help=_h("label_dim"))] = _D.label_dim,
+    class_weight: Annotated[float | None, typer.Option(
+        help=_h("class_weight"), show_default=False)] = _D.class_weight,
     mode_seeking: Annotated[float | None, typer.Option(
         help=_h("mode_seeking"), show_default=False)] = _D.mode_seeking,
     ema_decay: Annotated[float, typer.Option(help=_h("ema_decay"))] = _D.ema_decay,

@@ -139,11 +139,16 @@ class TrainConfig:
     discriminator. Needs labelled data (the built-in datasets, or a folder of class folders)."""
     label_dim: int = 50
     """Conditional only: size of G's learned label embedding joined with z."""
+    class_weight: float | None = None
+    """Conditional only: weight of the auxiliary classification loss (AC-GAN, Odena et al.
+    2017). D gets a class head on its last hidden features, trained by cross-entropy on real
+    images only; G's loss adds the cross-entropy of its fakes against the classes asked for.
+    0 turns it off (and D has no head); unset: 1.0 for --conditional runs."""
     mode_seeking: float | None = None
     """Weight of the mode-seeking term in G's loss (MSGAN, Mao et al. 2019): it grows when two
     latents of one class give nearly the same image, so G cannot ignore z. 0 turns it off;
-    unset: 1.0 for --conditional runs (without it the conditional default drew one garment per
-    class, recall 0.000; with it 0.5+: docs/quality.md), 0 otherwise."""
+    unset: 1.0 for --conditional runs (without it their G drew one garment per class:
+    docs/benchmarks.md), 0 otherwise."""
     ema_decay: float = 0.999
     """Keep an exponential moving average of G's weights with this decay (0 turns it off);
     warmed up as min(decay, (1 + t) / (10 + t)) at step t. Samples, eval and export use it by
@@ -203,9 +208,13 @@ class TrainConfig:
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1) (0 turns EMA off), got "
                               f"{self.ema_decay}")
-        if self.mode_seeking is not None and not 0 <= self.mode_seeking < math.inf:
-            raise ConfigError(f"mode_seeking must be a weight >= 0 (0 turns it off), got "
-                              f"{self.mode_seeking}")
+        for name in ("mode_seeking", "class_weight"):
+            weight = getattr(self, name)
+            if weight is not None and not 0 <= weight < math.inf:
+                raise ConfigError(f"{name} must be a weight >= 0 (0 turns it off), got {weight}")
+        if self.class_weight and not self.conditional:
+            raise ConfigError("class_weight needs --conditional: the class head learns the "
+                              "labels of a conditional run")
         if self.eval_every < 0 or self.ema_start < 0:
             raise ConfigError(f"eval_every and ema_start must not be negative, got "
                               f"{self.eval_every} and {self.ema_start}")
@@ -214,6 +223,12 @@ class TrainConfig:
                               f"{self.eval_images}")
         if self.dataset == "folder" and not self.data_dir:
             raise ConfigError("dataset 'folder' needs --data-dir DIR (a directory of images)")
+
+    @property
+    def resolved_class_weight(self) -> float:
+        if self.class_weight is not None:
+            return self.class_weight
+        return 1.0 if self.conditional else 0.0
 
     @property
     def resolved_mode_seeking(self) -> float:
@@ -237,9 +252,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Rebuild from `to_dict()` output; unknown keys (from a newer version) are an error."""
-        # A run saved before EMA (or the mode-seeking term) existed had none: resuming it must
-        # not start averaging (or change its generator's loss).
-        data = {"ema_decay": 0.0, "mode_seeking": 0.0, **data}
+        # A run saved before EMA (or the mode-seeking term, or D's class head) existed had none:
+        # resuming it must not start averaging (or change its losses and networks).
+        data = {"ema_decay": 0.0, "mode_seeking": 0.0, "class_weight": 0.0, **data}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

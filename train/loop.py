@@ -28,8 +28,9 @@ from train import data, outputs
 from train import distributed as distrib
 from train.config import ConfigError, TrainConfig
 from train.ema import GeneratorEMA
+from train.extra_losses import ExtraLosses
 from train.interrupt import StopSignal
-from train.losses import make_loss, mode_seeking
+from train.losses import make_loss
 from train.metrics import Reporter
 from train.model import init_weights
 from train.nets import AnyGenerator, build_discriminator, build_generator
@@ -84,7 +85,7 @@ class Trainer:
         self.opt_g = _adam(self.g, cfg.lr_g, cfg, device)
         self.opt_d = _adam(self.d, cfg.lr_d, cfg, device)
         self.loss = make_loss(cfg.loss, gp_weight=cfg.gp_weight, clip_value=cfg.clip_value)
-        self.mode_seeking = cfg.resolved_mode_seeking  # its weight in G's loss; 0: off
+        self.extra = ExtraLosses(cfg.resolved_class_weight, cfg.resolved_mode_seeking)
         self.amp_dtype = autocast_dtype(cfg.precision, device)
         fp16 = self.amp_dtype == torch.float16
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
@@ -243,9 +244,9 @@ class Trainer:
                 # The last fakes keep their graph: the generator step below reuses them.
                 with torch.no_grad() if i < k - 1 else contextlib.nullcontext():
                     fake = self.g_train(z, y)
-                d_real = self.d_train(real, y)
+                d_real, classes = self.extra.critic(self.d_train, real, y)  # classes: real only
                 d_fake = self.d_train(fake.detach(), y)
-                loss_d = loss.d_loss(d_real, d_fake)
+                loss_d = loss.d_loss(d_real, d_fake) + self.extra.classes(classes, y)
                 critic = self.d_ddp if y is None else functools.partial(self.d_ddp, labels=y)
                 penalty = loss.penalty(critic, real, fake.detach(), self.rng)
                 if penalty is not None:
@@ -259,9 +260,10 @@ class Trainer:
         # wrapper either, since no D gradients are reduced in this step.
         self.d.requires_grad_(False)
         with self._autocast():
-            loss_g = loss.g_loss(self.d_frozen(fake, y))
-            if self.mode_seeking:  # z and y are the last D step's: they made `fake`
-                loss_g = loss_g + self.mode_seeking * mode_seeking(fake, z, y)
+            g_logits, classes = self.extra.critic(self.d_frozen, fake, y)
+            # z and y are the last D step's: they made `fake`
+            loss_g = (loss.g_loss(g_logits) + self.extra.classes(classes, y)
+                      + self.extra.diversity(fake, z, y))
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss_g).backward()
         self.scaler_g.step(self.opt_g)

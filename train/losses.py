@@ -26,32 +26,6 @@ def gradient_penalty(d: Critic, x: torch.Tensor) -> torch.Tensor:
     return (grad.flatten(1).float().norm(2, dim=1) - 1.0).pow(2).mean()
 
 
-MODE_SEEKING_EPS = 1e-5  # Mao et al.'s epsilon: keeps the term finite for identical pairs
-
-
-def mode_seeking(fake: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None
-                 ) -> torch.Tensor:
-    """The mode-seeking term of MSGAN (Mao et al. 2019), for G to minimise: the mean over pairs
-    of fakes of one class of 1 / (d_img / d_z + eps), d_img = mean |G(z1) - G(z2)| of the pair,
-    d_z = mean |z1 - z2|. A generator that ignores z within a class (one garment for every z)
-    has d_img ~ 0, which makes the term large; it rewards images that move when z moves.
-
-    fake (B, C, H, W), z (B, nz), labels (B,) or None. Pairs are neighbours after a stable sort
-    by label, B // 2 of them; the few that straddle two classes are left out. Unconditional:
-    neighbours as they come."""
-    b = fake.shape[0] - fake.shape[0] % 2
-    order = (torch.argsort(labels, stable=True) if labels is not None
-             else torch.arange(fake.shape[0], device=fake.device))
-    first, second = order[0:b:2], order[1:b:2]  # (B // 2,) each
-    d_img = (fake[first] - fake[second]).float().abs().flatten(1).mean(dim=1)
-    d_z = (z[first] - z[second]).float().abs().flatten(1).mean(dim=1)
-    per_pair = 1.0 / (d_img / d_z + MODE_SEEKING_EPS)
-    if labels is None:
-        return per_pair.mean()
-    same = (labels[first] == labels[second]).float()
-    return (per_pair * same).sum() / same.sum().clamp(min=1.0)
-
-
 class GanLoss(ABC):
     """Interface: d_loss and g_loss from logits; an optional penalty and post-step hook."""
 

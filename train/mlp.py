@@ -24,7 +24,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from train.model import with_labels
+from train.model import Logits, class_head_for, with_class_logits, with_labels
 
 
 def _stack(widths: Sequence[int], norm: str, norm_first: bool) -> list[nn.Module]:
@@ -75,7 +75,7 @@ class MLPDiscriminator(nn.Module):
     its own. Conditional: a projection discriminator on the last hidden layer."""
 
     def __init__(self, hidden: Sequence[int], channels: int, image_size: int,
-                 norm: str = "none", num_classes: int = 0) -> None:
+                 norm: str = "none", num_classes: int = 0, class_head: bool = False) -> None:
         super().__init__()
         if not hidden:
             raise ValueError("an MLP discriminator needs at least one hidden layer")
@@ -85,12 +85,16 @@ class MLPDiscriminator(nn.Module):
         self.embed = nn.Embedding(num_classes, hidden[-1]) if num_classes else None
         if self.embed is not None:  # as small as the head's weights: no label bias at init
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
+        self.classify = class_head_for(hidden[-1], num_classes, class_head)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, *,
+                with_classes: bool = False) -> Logits:
+        """Logits (B,); with_classes: (logits, class logits (B, classes)) from the class head."""
         phi = self.body(x)  # (B, hidden[-1])
         logit = self.head(phi).flatten()  # (B,)
         if self.embed is None:
             return logit
         if labels is None:
             raise ValueError("this discriminator is conditional: pass labels (B,) int64")
-        return logit + (self.embed(labels).to(phi.dtype) * phi).sum(dim=1)
+        logit = logit + (self.embed(labels).to(phi.dtype) * phi).sum(dim=1)
+        return with_class_logits(logit, self.classify, phi, with_classes)

@@ -14,6 +14,9 @@ discriminator (Miyato & Koyama 2018): logit = last_conv(phi(x)) + <embed(y), sum
 Projection was chosen over label maps concatenated to D's input because it adds one small table
 instead of widening every input, it does not change the unconditional path at all, and it is the
 form that held up best in the cGAN comparisons of that paper.
+With a class head (class_head=True, the conditional default) D also returns class logits from
+its last hidden features, mean-pooled: the auxiliary classifier of AC-GAN (Odena et al. 2017),
+trained on real images only; the trainer adds its cross-entropy to both players' losses.
 
 The fully connected nets of `--arch mlp` are in train.mlp; train.nets builds either from a
 TrainConfig.
@@ -94,7 +97,7 @@ class Discriminator(nn.Module):
     its own. Conditional: a projection discriminator (see the module docstring)."""
 
     def __init__(self, ndf: int, channels: int, image_size: int, norm: str = "batch",
-                 num_classes: int = 0) -> None:
+                 num_classes: int = 0, class_head: bool = False) -> None:
         super().__init__()
         n = num_layers(image_size)
         widths = [ndf * 2**i for i in range(n - 1)]  # e.g. [ndf, 2ndf, 4ndf]
@@ -110,8 +113,11 @@ class Discriminator(nn.Module):
         self.embed = nn.Embedding(num_classes, widths[-1]) if num_classes else None
         if self.embed is not None:  # as small as the last conv's weights: no label bias at init
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
+        self.classify = class_head_for(widths[-1], num_classes, class_head)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, *,
+                with_classes: bool = False) -> Logits:
+        """Logits (B,); with_classes: (logits, class logits (B, classes)) from the class head."""
         if self.embed is None:
             return self.main(x).flatten()
         if labels is None:
@@ -119,7 +125,26 @@ class Discriminator(nn.Module):
         phi = self.main[:-1](x)  # (B, 4ndf, 4, 4) at 32 px
         logit = self.main[-1](phi).flatten()  # (B,)
         projection = (self.embed(labels).to(phi.dtype) * phi.sum(dim=(2, 3))).sum(dim=1)
-        return logit + projection
+        return with_class_logits(logit + projection, self.classify, phi.mean(dim=(2, 3)),
+                                 with_classes)
+
+
+Logits = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+def class_head_for(features: int, num_classes: int, wanted: bool) -> nn.Linear | None:
+    """A conditional D's class head (features -> classes), or None without one."""
+    return nn.Linear(features, num_classes) if num_classes and wanted else None
+
+
+def with_class_logits(logit: torch.Tensor, head: nn.Linear | None, features: torch.Tensor,
+                      wanted: bool) -> Logits:
+    """logit (B,), or (logit, head(features) (B, classes)) when the caller wants class logits."""
+    if not wanted:
+        return logit
+    if head is None:
+        raise ValueError("this discriminator has no class head (--class-weight 0)")
+    return logit, head(features)
 
 
 def init_weights(module: nn.Module) -> None:

@@ -1,5 +1,4 @@
-"""The recipe levers beyond the losses: spectral normalisation of D, the EMA's start step and
-the mode-seeking term of G's loss."""
+"""The recipe levers beyond the losses: spectral normalisation of D and the EMA's start step."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ from tests.helpers import train_tiny
 from train import checkpoint
 from train.config import ConfigError, TrainConfig
 from train.ema import GeneratorEMA
-from train.losses import MODE_SEEKING_EPS, mode_seeking
 from train.model import Generator, init_weights
 from train.nets import build_discriminator
 
@@ -91,54 +89,3 @@ def test_a_negative_ema_start_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="ema_start must not be negative"):
         TrainConfig(ema_start=-1)
 
-
-def test_mode_seeking_by_hand_and_its_gradient_pushes_a_pair_apart() -> None:
-    z = torch.tensor([[0.0, 0.0], [1.0, 1.0]])  # d_z = mean |z1 - z2| = 1
-    fake = torch.stack([torch.zeros(1, 2, 2), torch.full((1, 2, 2), 0.5)]).requires_grad_(True)
-    term = mode_seeking(fake, z, torch.tensor([3, 3]))  # d_img = 0.5: 1 / (0.5 / 1 + eps)
-    torch.testing.assert_close(term, torch.tensor(1.0 / (0.5 + MODE_SEEKING_EPS)))
-    term.backward()
-    assert fake.grad is not None  # descending the term moves the two images apart
-    assert (fake.grad[0] > 0).all() and (fake.grad[1] < 0).all()
-
-
-def test_mode_seeking_is_large_when_g_ignores_z_and_skips_pairs_across_classes() -> None:
-    torch.manual_seed(0)
-    z, labels = torch.randn(6, 4), torch.tensor([1, 0, 1, 0, 1, 0])
-    varied = torch.rand(6, 1, 8, 8) * 2 - 1
-    per_class = torch.rand(2, 1, 8, 8)[labels]  # one image per class, whatever z is
-    assert mode_seeking(per_class, z, labels) > 1e4 > 100 > mode_seeking(varied, z, labels)
-    # sorted by label the pairs are (0, 0), (0, 1), (1, 1): the middle one straddles two classes
-    # and is left out, so two identical images there change nothing
-    straddling = varied.clone()
-    order = torch.argsort(labels, stable=True)
-    straddling[order[3]] = straddling[order[2]]
-    torch.testing.assert_close(mode_seeking(straddling, z, labels),
-                               mode_seeking(varied, z, labels))
-
-
-def test_mode_seeking_is_on_for_conditional_runs_unless_set() -> None:
-    assert TrainConfig().resolved_mode_seeking == 0.0
-    assert TrainConfig(conditional=True).resolved_mode_seeking == 1.0
-    assert TrainConfig(conditional=True, mode_seeking=0.0).resolved_mode_seeking == 0.0
-    assert TrainConfig(mode_seeking=0.5).resolved_mode_seeking == 0.5
-    # a run saved before the term existed resumes without it
-    old = {k: v for k, v in TrainConfig(conditional=True).to_dict().items()
-           if k != "mode_seeking"}
-    assert TrainConfig.from_dict(old).resolved_mode_seeking == 0.0
-    for bad in (-1.0, float("nan"), float("inf")):
-        with pytest.raises(ConfigError, match="mode_seeking must be a weight >= 0"):
-            TrainConfig(mode_seeking=bad)
-
-
-@pytest.mark.fashion_mnist
-def test_mode_seeking_changes_the_generator_step_only(tmp_path: Path) -> None:
-    """One step from one seed with and without the term: the D step before it is the same."""
-    runs = {w: checkpoint.load(train_tiny(tmp_path / str(w), conditional=True, max_steps=1,
-                                          mode_seeking=w))
-            for w in (0.0, 1.0)}
-    assert runs[1.0]["config"]["mode_seeking"] == 1.0
-    for name, value in runs[0.0]["discriminator"].items():
-        torch.testing.assert_close(runs[1.0]["discriminator"][name], value)
-    g_off, g_on = runs[0.0]["generator"], runs[1.0]["generator"]
-    assert any(not torch.equal(g_on[name], value) for name, value in g_off.items())
