@@ -92,7 +92,7 @@ def test_the_class_loss_is_the_weighted_cross_entropy_and_off_at_zero() -> None:
 def test_conditional_runs_get_both_terms_unless_set() -> None:
     plain, conditional = TrainConfig(), TrainConfig(conditional=True)
     assert (plain.resolved_class_weight, plain.resolved_mode_seeking) == (0.0, 0.0)
-    assert (conditional.resolved_class_weight, conditional.resolved_mode_seeking) == (1.0, 1.0)
+    assert (conditional.resolved_class_weight, conditional.resolved_mode_seeking) == (2.0, 1.0)
     off = TrainConfig(conditional=True, class_weight=0.0, mode_seeking=0.0)
     assert (off.resolved_class_weight, off.resolved_mode_seeking) == (0.0, 0.0)
     assert TrainConfig(mode_seeking=0.5).resolved_mode_seeking == 0.5  # unconditional too
