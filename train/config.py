@@ -170,6 +170,12 @@ class TrainConfig:
         if self.image_size == 0:
             native = self.arch == "mlp" and self.dataset in NATIVE_SIZES
             self.image_size = NATIVE_SIZES[self.dataset] if native else 32
+        # Unset loss-term weights take the conditional default here, so a run's saved config
+        # holds the numbers it trained with: a later default cannot change a resumed run.
+        if self.class_weight is None:
+            self.class_weight = 2.0 if self.conditional else 0.0
+        if self.mode_seeking is None:
+            self.mode_seeking = 1.0 if self.conditional else 0.0
         self.validate()
 
     def validate(self) -> None:
@@ -216,6 +222,9 @@ class TrainConfig:
         if self.class_weight and not self.conditional:
             raise ConfigError("class_weight needs --conditional: the class head learns the "
                               "labels of a conditional run")
+        if self.mode_seeking and self.batch_size < 2:
+            raise ConfigError("mode_seeking pairs the fakes of one batch: it needs batch_size 2 "
+                              "or more (or --mode-seeking 0)")
         if self.eval_every < 0 or self.ema_start < 0:
             raise ConfigError(f"eval_every and ema_start must not be negative, got "
                               f"{self.eval_every} and {self.ema_start}")
@@ -224,18 +233,6 @@ class TrainConfig:
                               f"{self.eval_images}")
         if self.dataset == "folder" and not self.data_dir:
             raise ConfigError("dataset 'folder' needs --data-dir DIR (a directory of images)")
-
-    @property
-    def resolved_class_weight(self) -> float:
-        if self.class_weight is not None:
-            return self.class_weight
-        return 2.0 if self.conditional else 0.0
-
-    @property
-    def resolved_mode_seeking(self) -> float:
-        if self.mode_seeking is not None:
-            return self.mode_seeking
-        return 1.0 if self.conditional else 0.0
 
     @property
     def resolved_d_norm(self) -> str:

@@ -85,7 +85,8 @@ class Trainer:
         self.opt_g = _adam(self.g, cfg.lr_g, cfg, device)
         self.opt_d = _adam(self.d, cfg.lr_d, cfg, device)
         self.loss = make_loss(cfg.loss, gp_weight=cfg.gp_weight, clip_value=cfg.clip_value)
-        self.extra = ExtraLosses(cfg.resolved_class_weight, cfg.resolved_mode_seeking)
+        # both weights are numbers once the config is built (TrainConfig.__post_init__)
+        self.extra = ExtraLosses(cfg.class_weight or 0.0, cfg.mode_seeking or 0.0)
         self.amp_dtype = autocast_dtype(cfg.precision, device)
         fp16 = self.amp_dtype == torch.float16
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)

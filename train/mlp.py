@@ -24,7 +24,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from train.model import Logits, class_head_for, with_class_logits, with_labels
+from train.model import Logits, class_head_for, class_logits, with_labels
 
 
 def _stack(widths: Sequence[int], norm: str, norm_first: bool) -> list[nn.Module]:
@@ -97,4 +97,4 @@ class MLPDiscriminator(nn.Module):
         if labels is None:
             raise ValueError("this discriminator is conditional: pass labels (B,) int64")
         logit = logit + (self.embed(labels).to(phi.dtype) * phi).sum(dim=1)
-        return with_class_logits(logit, self.classify, phi, with_classes)
+        return (logit, class_logits(self.classify, phi)) if with_classes else logit

@@ -15,8 +15,9 @@ Projection was chosen over label maps concatenated to D's input because it adds 
 instead of widening every input, it does not change the unconditional path at all, and it is the
 form that held up best in the cGAN comparisons of that paper.
 With a class head (class_head=True, the conditional default) D also returns class logits from
-its last hidden features, mean-pooled: the auxiliary classifier of AC-GAN (Odena et al. 2017),
-trained on real images only; the trainer adds its cross-entropy to both players' losses.
+its last hidden features, mean-pooled over positions (the MLP's last hidden layer as it is): the
+auxiliary classifier of AC-GAN (Odena et al. 2017), trained on real images only; the trainer adds
+its cross-entropy to both players' losses. --spectral-norm normalises the head too.
 
 The fully connected nets of `--arch mlp` are in train.mlp; train.nets builds either from a
 TrainConfig.
@@ -125,8 +126,9 @@ class Discriminator(nn.Module):
         phi = self.main[:-1](x)  # (B, 4ndf, 4, 4) at 32 px
         logit = self.main[-1](phi).flatten()  # (B,)
         projection = (self.embed(labels).to(phi.dtype) * phi.sum(dim=(2, 3))).sum(dim=1)
-        return with_class_logits(logit + projection, self.classify, phi.mean(dim=(2, 3)),
-                                 with_classes)
+        if not with_classes:
+            return logit + projection
+        return logit + projection, class_logits(self.classify, phi.mean(dim=(2, 3)))
 
 
 Logits = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -137,14 +139,11 @@ def class_head_for(features: int, num_classes: int, wanted: bool) -> nn.Linear |
     return nn.Linear(features, num_classes) if num_classes and wanted else None
 
 
-def with_class_logits(logit: torch.Tensor, head: nn.Linear | None, features: torch.Tensor,
-                      wanted: bool) -> Logits:
-    """logit (B,), or (logit, head(features) (B, classes)) when the caller wants class logits."""
-    if not wanted:
-        return logit
+def class_logits(head: nn.Linear | None, features: torch.Tensor) -> torch.Tensor:
+    """The class head on D's features (B, F) -> (B, classes); only called when asked for."""
     if head is None:
         raise ValueError("this discriminator has no class head (--class-weight 0)")
-    return logit, head(features)
+    return head(features)  # type: ignore[no-any-return]
 
 
 def init_weights(module: nn.Module) -> None:

@@ -30,7 +30,7 @@ def build_discriminator(cfg: TrainConfig, num_classes: int = 0) -> AnyDiscrimina
     """cfg's discriminator (cfg.channels resolved), with PyTorch's default init; with
     cfg.spectral_norm its weights are spectrally normalised (see `spectrally_normalised`)."""
     d: AnyDiscriminator
-    head = cfg.resolved_class_weight > 0  # AC-GAN's class head, conditional runs only
+    head = bool(cfg.class_weight)  # AC-GAN's class head, conditional runs only
     if cfg.arch == "mlp":
         d = MLPDiscriminator(cfg.mlp_hidden_d, cfg.channels, cfg.image_size,
                              norm=cfg.resolved_d_norm, num_classes=num_classes, class_head=head)

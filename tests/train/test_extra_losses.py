@@ -56,7 +56,6 @@ def test_mode_seeking_changes_the_generator_step_only(tmp_path: Path) -> None:
     assert any(not torch.equal(g_on[name], value) for name, value in g_off.items())
 
 
-
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
 def test_the_class_head_leaves_the_logits_alone_and_adds_class_logits(arch: str) -> None:
     torch.manual_seed(0)
@@ -91,22 +90,26 @@ def test_the_class_loss_is_the_weighted_cross_entropy_and_off_at_zero() -> None:
 
 def test_conditional_runs_get_both_terms_unless_set() -> None:
     plain, conditional = TrainConfig(), TrainConfig(conditional=True)
-    assert (plain.resolved_class_weight, plain.resolved_mode_seeking) == (0.0, 0.0)
-    assert (conditional.resolved_class_weight, conditional.resolved_mode_seeking) == (2.0, 1.0)
+    assert (plain.class_weight, plain.mode_seeking) == (0.0, 0.0)
+    assert (conditional.class_weight, conditional.mode_seeking) == (2.0, 1.0)
+    saved = conditional.to_dict()  # what config.json and checkpoints hold: the numbers
+    assert (saved["class_weight"], saved["mode_seeking"]) == (2.0, 1.0)
     off = TrainConfig(conditional=True, class_weight=0.0, mode_seeking=0.0)
-    assert (off.resolved_class_weight, off.resolved_mode_seeking) == (0.0, 0.0)
-    assert TrainConfig(mode_seeking=0.5).resolved_mode_seeking == 0.5  # unconditional too
+    assert (off.class_weight, off.mode_seeking) == (0.0, 0.0)
+    assert TrainConfig(mode_seeking=0.5).mode_seeking == 0.5  # unconditional too
     # a run saved before the terms existed resumes without them
     old = {k: v for k, v in conditional.to_dict().items()
            if k not in ("class_weight", "mode_seeking")}
     resumed = TrainConfig.from_dict(old)
-    assert (resumed.resolved_class_weight, resumed.resolved_mode_seeking) == (0.0, 0.0)
+    assert (resumed.class_weight, resumed.mode_seeking) == (0.0, 0.0)
     for name in ("mode_seeking", "class_weight"):
         for bad in (-1.0, float("nan"), float("inf")):
             with pytest.raises(ConfigError, match=f"{name} must be a weight >= 0"):
                 TrainConfig(conditional=True, **{name: bad})
     with pytest.raises(ConfigError, match="class_weight needs --conditional"):
         TrainConfig(class_weight=1.0)
+    with pytest.raises(ConfigError, match="needs batch_size 2 or more"):
+        TrainConfig(conditional=True, batch_size=1)  # no pairs for the mode-seeking term
 
 
 @pytest.mark.fashion_mnist

@@ -88,4 +88,3 @@ def test_ema_start_reaches_the_run_and_survives_resume(tmp_path: Path) -> None:
 def test_a_negative_ema_start_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="ema_start must not be negative"):
         TrainConfig(ema_start=-1)
-
