@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from train.config import IMAGE_SIZES
+from train.gemm_conv import GemmConv2d, GemmConvTranspose2d
 
 
 def num_layers(image_size: int) -> int:
@@ -61,7 +62,7 @@ class Generator(nn.Module):
             nn.ReLU(True),
         ]
         for c_in, c_out in pairwise(widths):  # each doubles H and W
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+            layers += [GemmConvTranspose2d(c_in, c_out),
                        nn.BatchNorm2d(c_out), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
@@ -107,7 +108,7 @@ class Discriminator(nn.Module):
             nn.LeakyReLU(0.2, True),
         ]
         for c_in, c_out in pairwise(widths):  # each halves H and W
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), _norm(norm, c_out),
+            layers += [GemmConv2d(c_in, c_out), _norm(norm, c_out),
                        nn.LeakyReLU(0.2, True)]
         layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)]  # (B, 1, 1, 1)
         self.main = nn.Sequential(*layers)
