@@ -8,12 +8,15 @@ reference is ../shared/reference/dcgan_reference.py (per-image PIL transforms in
 workers, eager fp32). Prints one JSON object with images/s for each and the ratios, and the CPU's
 capability with the precision `--precision auto` chose on it (bf16 only with native bf16).
 
+--gemm-ab instead times train/gemm_conv's bf16 weight-gradient path on and off in one process.
+
 --profile instead profiles training steps in this process with torch.profiler, at the textbook
 configuration and at `gan train`'s default one (32 px, batch 128), and prints the top operators
 by self CPU time per step, with the share of the step spent in convolutions (forward and
 backward): what is left to remove once that share is near 100%.
 
-    python bench/train_throughput.py [--steps 40] [--warmup 10] [--reference PATH] [--profile]
+    python bench/train_throughput.py [--steps 40] [--warmup 10] [--reference PATH]
+                                     [--profile] [--gemm-ab]
 """
 
 from __future__ import annotations
@@ -115,6 +118,41 @@ def profile(overrides: dict, warmup: int, steps: int, top: int = 15) -> dict:
                               "share": round(e.self_cpu_time_total / total, 3)} for e in rows]}
 
 
+def gemm_ab(overrides: dict, warmup: int, blocks: int = 4, steps: int = 6) -> dict:
+    """train/gemm_conv's product path on and off, interleaved in blocks of `steps` training steps
+    of one Trainer (so load hits both sides alike), after `warmup` untimed steps: images/s each."""
+    import time
+
+    import torch
+
+    import train.gemm_conv as gc
+    from train import distributed
+    from train.config import TrainConfig
+    from train.loop import Trainer
+
+    on, rates = (gc.CONV_MAX_PIXELS, gc.DECONV_MAX_PIXELS), {"on": [], "off": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(**overrides, out=f"{tmp}/run")
+        trainer = Trainer(cfg, torch.device("cpu"), distributed.init(torch.device("cpu")))
+        groups, i = trainer._epoch_batches(0), 0
+        for i in range(warmup):
+            trainer._train_step(groups[i])
+        for block in range(blocks):
+            for side in ("on", "off") if block % 2 == 0 else ("off", "on"):
+                gc.CONV_MAX_PIXELS, gc.DECONV_MAX_PIXELS = on if side == "on" else (0, 0)
+                trainer._acc.tolist()  # host sync: the block starts with nothing queued
+                start = time.perf_counter()
+                for _ in range(steps):
+                    i += 1
+                    trainer._train_step(groups[i % len(groups)])
+                trainer._acc.tolist()
+                rates[side].append(steps * cfg.batch_size / (time.perf_counter() - start))
+        gc.CONV_MAX_PIXELS, gc.DECONV_MAX_PIXELS = on
+        trainer.close()
+    mean = {k: round(sum(v) / len(v), 1) for k, v in rates.items()}
+    return {"images_per_s": mean, "ratio_on_vs_off": round(mean["on"] / mean["off"], 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=40, help="timed generator steps")
@@ -125,10 +163,18 @@ def main() -> None:
                     default=next((p for p in REFERENCES if p.exists()), REFERENCES[0]))
     ap.add_argument("--profile", action="store_true",
                     help="profile training steps (textbook and default configuration) instead")
+    ap.add_argument("--gemm-ab", action="store_true",
+                    help="instead: train/gemm_conv's bf16 weight-gradient path on vs off, in one "
+                         "process (textbook and default configuration)")
     args = ap.parse_args()
+    textbook = {"image_size": 64, "ngf": 64, "ndf": 64, "nz": 100, "batch_size": 64,
+                "lr_g": 2e-4, "lr_d": 2e-4}
+    if args.gemm_ab:
+        print(json.dumps({"benchmark": "gemm_conv_ab", "machine": machine("cpu"),
+                          "textbook-64px": gemm_ab(textbook, 5),
+                          "default-32px": gemm_ab({}, 5)}, indent=2))
+        return
     if args.profile:
-        textbook = {"image_size": 64, "ngf": 64, "ndf": 64, "nz": 100, "batch_size": 64,
-                    "lr_g": 2e-4, "lr_d": 2e-4}
         print(json.dumps({"benchmark": "train_profile", "machine": machine("cpu"),
                           "profiles": {"textbook-64px": profile(textbook, 8, args.steps // 4),
                                        "default-32px": profile({}, 8, args.steps // 4)}},

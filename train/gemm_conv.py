@@ -67,13 +67,16 @@ class _GemmWeightGrad(torch.autograd.Function):
                 gy, x, w, None, [2, 2], [1, 1], [1, 1], ctx.transposed, [0, 0], 1,
                 [True, False, False])[0]
         if ctx.needs_input_grad[1]:
-            gw = weight_grad(x, gy, ctx.transposed).to(w.dtype)
+            gw = weight_grad(x, gy, ctx.transposed)  # bf16, as w
         return gx, gw, None
 
 
-def _wanted(x: torch.Tensor, w: torch.Tensor, max_pixels: int) -> bool:
-    """Whether this call takes the product path: bf16 autocast on CPU, training, eager."""
-    return (x.device.type == "cpu" and w.requires_grad and torch.is_grad_enabled()
+def _wanted(module: nn.Module, x: torch.Tensor, max_pixels: int) -> bool:
+    """Whether this call takes the product path: bf16 autocast on CPU, training, eager. Reads the
+    parameters, not `module.weight`: under a parametrization (spectral norm) every read of the
+    weight recomputes it (a power iteration), and the forward reads it once."""
+    return (x.device.type == "cpu" and torch.is_grad_enabled()
+            and any(p.requires_grad for p in module.parameters())
             and torch.is_autocast_enabled("cpu")
             and torch.get_autocast_dtype("cpu") == torch.bfloat16
             and not torch.compiler.is_compiling()
@@ -94,7 +97,7 @@ class GemmConv2d(nn.Conv2d):
         super().__init__(c_in, c_out, 4, 2, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _wanted(x, self.weight, CONV_MAX_PIXELS):
+        if _wanted(self, x, CONV_MAX_PIXELS):
             return _run(x, self.weight, transposed=False)
         return super().forward(x)
 
@@ -106,6 +109,6 @@ class GemmConvTranspose2d(nn.ConvTranspose2d):
         super().__init__(c_in, c_out, 4, 2, 1, bias=False)
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if output_size is None and _wanted(x, self.weight, DECONV_MAX_PIXELS):
+        if output_size is None and _wanted(self, x, DECONV_MAX_PIXELS):
             return _run(x, self.weight, transposed=True)
         return super().forward(x, output_size)

@@ -63,3 +63,24 @@ def test_plain_path_outside_bf16_training_and_for_large_inputs(monkeypatch):
         (conv(torch.randn(2, 4, 32, 32)).float() ** 2).sum().backward()
     assert not calls
     torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, None, 2, 1))
+
+
+def test_a_parametrized_weight_is_computed_once_per_forward():
+    # spectral norm's power iteration runs at every read of the weight: one read per forward
+    from torch.nn.utils import parametrize
+
+    class Counting(nn.Module):
+        calls = 0
+
+        def forward(self, w):
+            Counting.calls += 1
+            return w
+
+    conv = GemmConv2d(4, 8)
+    parametrize.register_parametrization(conv, "weight", Counting())
+    Counting.calls = 0  # registering evaluates it once
+    x = torch.randn(2, 4, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        conv(x)  # the product path
+        conv(torch.randn(2, 4, 32, 32))  # the plain one
+    assert Counting.calls == 2
