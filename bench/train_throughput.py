@@ -8,7 +8,8 @@ reference is ../shared/reference/dcgan_reference.py (per-image PIL transforms in
 workers, eager fp32). Prints one JSON object with images/s for each and the ratios, and the CPU's
 capability with the precision `--precision auto` chose on it (bf16 only with native bf16).
 
---gemm-ab instead times train/gemm_conv's bf16 weight-gradient path on and off in one process.
+--gemm-ab instead times train/gemm_conv's matrix-product passes on and off in one process, at the
+precision --precision names (auto: what `gan train` picks).
 
 --profile instead profiles training steps in this process with torch.profiler, at the textbook
 configuration and at `gan train`'s default one (32 px, batch 128), and prints the top operators
@@ -16,7 +17,7 @@ by self CPU time per step, with the share of the step spent in convolutions (for
 backward): what is left to remove once that share is near 100%.
 
     python bench/train_throughput.py [--steps 40] [--warmup 10] [--reference PATH]
-                                     [--profile] [--gemm-ab]
+                                     [--profile] [--gemm-ab [--precision fp32]]
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def gemm_ab(overrides: dict, warmup: int, blocks: int = 4, steps: int = 6) -> di
     from train.config import TrainConfig
     from train.loop import Trainer
 
-    on, rates = (gc.CONV_MAX_PIXELS, gc.DECONV_MAX_PIXELS), {"on": [], "off": []}
+    rates: dict[str, list[float]] = {"on": [], "off": []}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(**overrides, out=f"{tmp}/run")
         trainer = Trainer(cfg, torch.device("cpu"), distributed.init(torch.device("cpu")))
@@ -139,7 +140,7 @@ def gemm_ab(overrides: dict, warmup: int, blocks: int = 4, steps: int = 6) -> di
             trainer._train_step(groups[i])
         for block in range(blocks):
             for side in ("on", "off") if block % 2 == 0 else ("off", "on"):
-                gc.CONV_MAX_PIXELS, gc.DECONV_MAX_PIXELS = on if side == "on" else (0, 0)
+                gc.ENABLED = side == "on"
                 trainer._acc.tolist()  # host sync: the block starts with nothing queued
                 start = time.perf_counter()
                 for _ in range(steps):
@@ -147,7 +148,7 @@ def gemm_ab(overrides: dict, warmup: int, blocks: int = 4, steps: int = 6) -> di
                     trainer._train_step(groups[i % len(groups)])
                 trainer._acc.tolist()
                 rates[side].append(steps * cfg.batch_size / (time.perf_counter() - start))
-        gc.CONV_MAX_PIXELS, gc.DECONV_MAX_PIXELS = on
+        gc.ENABLED = True
         trainer.close()
     mean = {k: round(sum(v) / len(v), 1) for k, v in rates.items()}
     return {"images_per_s": mean, "ratio_on_vs_off": round(mean["on"] / mean["off"], 3)}
@@ -164,15 +165,18 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true",
                     help="profile training steps (textbook and default configuration) instead")
     ap.add_argument("--gemm-ab", action="store_true",
-                    help="instead: train/gemm_conv's bf16 weight-gradient path on vs off, in one "
-                         "process (textbook and default configuration)")
+                    help="instead: train/gemm_conv's product passes on vs off, in one process "
+                         "(textbook and default configuration)")
+    ap.add_argument("--precision", default="auto", help="--gemm-ab's precision (auto, fp32, bf16)")
     args = ap.parse_args()
     textbook = {"image_size": 64, "ngf": 64, "ndf": 64, "nz": 100, "batch_size": 64,
                 "lr_g": 2e-4, "lr_d": 2e-4}
     if args.gemm_ab:
+        prec = {"precision": args.precision}
         print(json.dumps({"benchmark": "gemm_conv_ab", "machine": machine("cpu"),
-                          "textbook-64px": gemm_ab(textbook, 5),
-                          "default-32px": gemm_ab({}, 5)}, indent=2))
+                          "precision": args.precision,
+                          "textbook-64px": gemm_ab({**textbook, **prec}, 5),
+                          "default-32px": gemm_ab(prec, 5)}, indent=2))
         return
     if args.profile:
         print(json.dumps({"benchmark": "train_profile", "machine": machine("cpu"),

@@ -1,34 +1,97 @@
-"""DCGAN's stride-2 4x4 convolutions with their weight gradient taken as one matrix product.
+"""DCGAN's stride-2 4x4 convolutions with some of their training passes taken as matrix products.
 
-On CPUs with bf16 matrix units (AMX) oneDNN's backward-weights kernel for the deep, small-spatial
-layers runs at 57-150 GFLOP/s while a bf16 matrix product of the same size runs at 400-1100
-(2-core Xeon with AMX, batch 64: D's 256->512 layer on 8x8 took 60 ms in oneDNN, 10 ms as
-im2col + mm). So in bf16 training those layers keep oneDNN for the forward pass and the input
-gradient, and compute the weight gradient here. The modules are nn.Conv2d / nn.ConvTranspose2d
-(same parameters, same state_dict, same export); the path is taken only where it measured faster
-(bf16 on CPU, at most 16x16 input for a convolution, 8x8 for a transposed one, eager, gradient
-wanted) and the plain module runs everywhere else. `docs/training.md` has the measurements.
+oneDNN's convolution kernels are slowest where DCGAN spends much of its time: the deep layers,
+with few pixels and many channels, and the one-channel input layer. There an im2col copy and one
+matrix product over all N * pixels rows measured faster (2-core Xeon, batch 64, 64 px):
+
+- bf16 (AMX) weight gradient: D's 256->512 layer on 8x8 took 19 ms in oneDNN, 4 ms as a product;
+- fp32 with AVX2 kernels: the same layer's weight gradient 31 -> 14 ms, its forward 23 -> 16 ms,
+  and the one-channel input layer's weight gradient 17 -> 2.3 ms.
+
+Which passes take the product is `plan`: fixed rules, the same on every machine (so a seed gives
+the same run), chosen from measurements on AMX, AVX-512 and AVX2 kernels where every rule gained
+on the configurations it covers; `docs/training.md` has the tables. The modules are nn.Conv2d /
+nn.ConvTranspose2d (same parameters, state_dict and export), and the plain module runs wherever no
+rule applies: CUDA, `--compile`, inference, other dtypes.
 """
 
 from __future__ import annotations
+
+import functools
+import math
+import threading
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Largest input H*W that takes the product path (shallower layers: oneDNN measured faster,
-# since their im2col copy is 4x a large activation).
-CONV_MAX_PIXELS = 16 * 16
-DECONV_MAX_PIXELS = 8 * 8
+# c_in * c_out from which a deepest layer (8x8 conv input, 4x4 transposed-conv input) gains with
+# AVX-512 fp32 kernels: D 256->512 and G 512->256 at ngf = ndf = 64, 64 px.
+DEEP_CHANNELS = 256 * 512
+DEEPEST_PIXELS = {False: 8 * 8, True: 4 * 4}  # by `transposed`
+# Largest input H*W that gains in bf16 (AMX): shallower layers' patches are 4x a large activation.
+BF16_PIXELS = {False: 16 * 16, True: 8 * 8}
+# False: the plain modules everywhere (bench/train_throughput.py --gemm-ab times both sides)
+ENABLED = True
 
 
-def im2col(x: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class Plan:
+    """Which passes of one call are matrix products; the others stay oneDNN's."""
+
+    conv: bool
+    """The pass that is a plain strided convolution with this weight: a conv's forward, a
+    transposed conv's input gradient."""
+    weight: bool
+    """The weight gradient."""
+
+
+def plan(transposed: bool, c_in: int, c_out: int, pixels: int, bf16: bool, isa: str) -> Plan:
+    """The rules, for a layer of c_in -> c_out channels on an input of `pixels` = H * W, at bf16
+    autocast or fp32, with ATen's kernels for `isa` (torch.backends.cpu.get_cpu_capability()).
+    From bench/conv_passes.py, where each rule gained on every layer it covers; other CPUs (Arm,
+    ...) were not measured and keep oneDNN everywhere."""
+    if isa == "AVX2":
+        both = not bf16  # AVX2 fp32 kernels: the products gained on every middle layer
+    elif isa == "AVX512" and bf16:
+        both = pixels <= BF16_PIXELS[transposed]
+    elif isa == "AVX512":
+        both = pixels <= DEEPEST_PIXELS[transposed] and c_in * c_out >= DEEP_CHANNELS
+    else:
+        both = False
+    return Plan(conv=both, weight=both)
+
+
+class _Scratch(threading.local):
+    """One reused byte buffer per thread for the im2col copies, which live for one pass each: a
+    fresh 16-64 MB tensor costs a page fault per 4 KiB page at first touch, which measured as
+    much as the copy itself (glibc maps and unmaps allocations this large every time)."""
+
+    buf = torch.empty(0, dtype=torch.uint8)
+
+    def take(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        n = math.prod(shape) * dtype.itemsize
+        if self.buf.numel() < n:
+            self.buf = torch.empty(n, dtype=torch.uint8)
+        return self.buf[:n].view(dtype).view(shape)
+
+
+_scratch = _Scratch()
+
+
+def im2col(x: torch.Tensor, scratch: bool = False) -> torch.Tensor:
     """(N, C, H, W) -> (N * H/2 * W/2, 16 * C) patches of a 4x4 stride-2 pad-1 window, ordered
-    (kh, kw, c): the order of a channels_last weight's (co, kh, kw, ci) memory."""
+    (kh, kw, c): the order of a channels_last weight's (co, kh, kw, ci) memory. scratch: written
+    into this thread's reused buffer, valid until the next scratch call (use it at once)."""
     n, c, h, w = x.shape
     xp = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1)  # (N, H+2, W+2, C)
-    patches = xp.unfold(1, 4, 2).unfold(2, 4, 2)  # (N, H/2, W/2, C, 4, 4), a view
-    return patches.permute(0, 1, 2, 4, 5, 3).reshape(n * (h // 2) * (w // 2), 16 * c)
+    patches = xp.unfold(1, 4, 2).unfold(2, 4, 2).permute(0, 1, 2, 4, 5, 3)  # (N,H/2,W/2,4,4,C)
+    if not scratch:
+        return patches.reshape(n * (h // 2) * (w // 2), 16 * c)
+    out = _scratch.take(tuple(patches.shape), x.dtype)
+    out.copy_(patches)
+    return out.view(n * (h // 2) * (w // 2), 16 * c)
 
 
 def rows(t: torch.Tensor) -> torch.Tensor:
@@ -36,69 +99,114 @@ def rows(t: torch.Tensor) -> torch.Tensor:
     return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
 
 
-def weight_grad(x: torch.Tensor, gy: torch.Tensor, transposed: bool) -> torch.Tensor:
+def conv_product(cols: torch.Tensor, w: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """conv(x, w) at stride 2, padding 1, from cols = im2col(x): w (Co, Ci, 4, 4) -> a
+    channels_last (N, Co, H/2, W/2) for x of `shape` (N, Ci, H, W)."""
+    n, _, h, wd = shape
+    y = cols @ w.permute(0, 2, 3, 1).reshape(w.shape[0], -1).t()  # (N*H/2*W/2, Co)
+    return y.view(n, h // 2, wd // 2, -1).permute(0, 3, 1, 2)
+
+
+def weight_grad(x: torch.Tensor, gy: torch.Tensor, transposed: bool,
+                cols: torch.Tensor | None = None) -> torch.Tensor:
     """The weight gradient of y = conv(x, w) (w: (Co, Ci, 4, 4)) or of y = conv_transpose(x, w)
-    (w: (Ci, Co, 4, 4)), stride 2, padding 1, as one product over all N * pixels rows."""
+    (w: (Ci, Co, 4, 4)), stride 2, padding 1, as one product over all N * pixels rows. cols:
+    im2col of x (conv) or of gy (transposed), when the caller has it already."""
     if transposed:  # the transposed conv is the adjoint of conv(., w): patches come from gy
-        cols, left = im2col(gy), rows(x)  # (N*H*W, 16 Co), (N*H*W, Ci)
+        cols = im2col(gy, scratch=True) if cols is None else cols  # (N*H*W, 16 Co)
+        left = rows(x)  # (N*H*W, Ci)
     else:
-        cols, left = im2col(x), rows(gy)  # (N*Ho*Wo, 16 Ci), (N*Ho*Wo, Co)
+        cols = im2col(x, scratch=True) if cols is None else cols  # (N*Ho*Wo, 16 Ci)
+        left = rows(gy)  # (N*Ho*Wo, Co)
     out = left.t() @ cols  # (w0, 16 * w1), (kh, kw, w1) order
     return out.view(out.shape[0], 4, 4, -1).permute(0, 3, 1, 2)  # (w0, w1, 4, 4)
 
 
-class _GemmWeightGrad(torch.autograd.Function):
-    """oneDNN forward and input gradient; the weight gradient by `weight_grad`."""
+class _GemmConv(torch.autograd.Function):
+    """A conv or transposed conv whose passes named by `plan` are products, the rest oneDNN's."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, transposed: bool) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, transposed: bool, plan: Plan
+                ) -> torch.Tensor:
+        if plan.conv and not transposed:
+            y = conv_product(im2col(x, scratch=True), w, tuple(x.shape))
+        else:
+            y = (F.conv_transpose2d if transposed else F.conv2d)(x, w, None, 2, 1)
+        # the patches are made again in backward, not kept: 4x the input, for every layer
         ctx.save_for_backward(x, w)
-        ctx.transposed = transposed
-        conv = F.conv_transpose2d if transposed else F.conv2d
-        return conv(x, w, None, 2, 1)
+        ctx.transposed, ctx.plan = transposed, plan
+        return y
 
     @staticmethod
     def backward(ctx, gy: torch.Tensor):
         x, w = ctx.saved_tensors
+        transposed, plan = ctx.transposed, ctx.plan
         gy = gy.contiguous(memory_format=torch.channels_last)
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
+        gx = gw = cols = None
+        if ctx.needs_input_grad[0] and plan.conv and transposed:
+            cols = im2col(gy, scratch=True)  # also the weight gradient's patches
+            gx = conv_product(cols, w, tuple(gy.shape))
+        elif ctx.needs_input_grad[0]:
             gx = torch.ops.aten.convolution_backward(
-                gy, x, w, None, [2, 2], [1, 1], [1, 1], ctx.transposed, [0, 0], 1,
+                gy, x, w, None, [2, 2], [1, 1], [1, 1], transposed, [0, 0], 1,
                 [True, False, False])[0]
         if ctx.needs_input_grad[1]:
-            gw = weight_grad(x, gy, ctx.transposed)  # bf16, as w
-        return gx, gw, None
+            if plan.weight:
+                gw = weight_grad(x, gy, transposed, cols)
+            else:
+                gw = torch.ops.aten.convolution_backward(
+                    gy, x, w, None, [2, 2], [1, 1], [1, 1], transposed, [0, 0], 1,
+                    [False, True, False])[1]
+        return gx, gw, None, None
 
 
-def _wanted(module: nn.Module, x: torch.Tensor, max_pixels: int) -> bool:
-    """Whether this call takes the product path: bf16 autocast on CPU, training, eager. Reads the
-    parameters, not `module.weight`: under a parametrization (spectral norm) every read of the
-    weight recomputes it (a power iteration), and the forward reads it once."""
-    return (x.device.type == "cpu" and torch.is_grad_enabled()
-            and any(p.requires_grad for p in module.parameters())
-            and torch.is_autocast_enabled("cpu")
-            and torch.get_autocast_dtype("cpu") == torch.bfloat16
-            and not torch.compiler.is_compiling()
-            and x.shape[-2] * x.shape[-1] <= max_pixels)
+@functools.cache
+def _isa() -> str:
+    return torch.backends.cpu.get_cpu_capability()
 
 
-def _run(x: torch.Tensor, w: torch.Tensor, transposed: bool) -> torch.Tensor:
-    # autocast's casts, tracked by autograd (the fp32 weight gets its gradient through them)
-    x, w = x.to(torch.bfloat16), w.to(torch.bfloat16)
+def _plan_for(module: nn.Conv2d | nn.ConvTranspose2d, x: torch.Tensor, transposed: bool
+              ) -> tuple[Plan, torch.dtype] | None:
+    """This call's plan and compute dtype: on CPU, in training, eager, under bf16 autocast or in
+    plain fp32; None for the plain module. Reads the parameters, not `module.weight`: under a
+    parametrization (spectral norm) every read of the weight recomputes it (a power iteration),
+    and the forward reads it once."""
+    if (not ENABLED or x.device.type != "cpu" or not torch.is_grad_enabled()
+            or torch.compiler.is_compiling()
+            or not any(p.requires_grad for p in module.parameters())):
+        return None
+    if torch.is_autocast_enabled("cpu"):
+        if torch.get_autocast_dtype("cpu") != torch.bfloat16:
+            return None
+        dtype = torch.bfloat16
+    elif x.dtype == torch.float32 and all(p.dtype == torch.float32 for p in module.parameters()):
+        dtype = torch.float32
+    else:
+        return None
+    p = plan(transposed, module.in_channels, module.out_channels, x.shape[-2] * x.shape[-1],
+             bf16=dtype == torch.bfloat16, isa=_isa())
+    return (p, dtype) if p.conv or p.weight else None
+
+
+def _run(x: torch.Tensor, w: torch.Tensor, transposed: bool, p: Plan, dtype: torch.dtype
+         ) -> torch.Tensor:
+    # autocast's casts (no-ops in fp32), tracked by autograd: the fp32 weight gets its gradient
+    # through them
+    x, w = x.to(dtype), w.to(dtype)
     with torch.autocast("cpu", enabled=False):
-        return _GemmWeightGrad.apply(x, w, transposed)
+        return _GemmConv.apply(x, w, transposed, p)
 
 
 class GemmConv2d(nn.Conv2d):
-    """nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False) whose bf16 weight gradient is one product."""
+    """nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), with the passes `plan` names as products."""
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__(c_in, c_out, 4, 2, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _wanted(self, x, CONV_MAX_PIXELS):
-            return _run(x, self.weight, transposed=False)
+        chosen = _plan_for(self, x, transposed=False)
+        if chosen is not None:
+            return _run(x, self.weight, False, *chosen)
         return super().forward(x)
 
 
@@ -109,6 +217,7 @@ class GemmConvTranspose2d(nn.ConvTranspose2d):
         super().__init__(c_in, c_out, 4, 2, 1, bias=False)
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if output_size is None and _wanted(self, x, DECONV_MAX_PIXELS):
-            return _run(x, self.weight, transposed=True)
+        chosen = None if output_size is not None else _plan_for(self, x, transposed=True)
+        if chosen is not None:
+            return _run(x, self.weight, True, *chosen)
         return super().forward(x, output_size)
