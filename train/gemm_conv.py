@@ -1,18 +1,22 @@
 """DCGAN's stride-2 4x4 convolutions with some of their training passes taken as matrix products.
 
-oneDNN's convolution kernels are slowest where DCGAN spends much of its time: the deep layers,
-with few pixels and many channels, and the one-channel input layer. There an im2col copy and one
-matrix product over all N * pixels rows measured faster (2-core Xeon, batch 64, 64 px):
+oneDNN's convolution kernels leave speed on the table in DCGAN's middle layers: an im2col copy
+(into one reused buffer) and one matrix product over all N * pixels rows measured faster for
+(bench/conv_passes.py, 2-core Xeon, forward / backward ms of one layer, batch 64, 64 px):
 
-- bf16 (AMX) weight gradient: D's 256->512 layer on 8x8 took 19 ms in oneDNN, 4 ms as a product;
-- fp32 with AVX2 kernels: the same layer's weight gradient 31 -> 14 ms, its forward 23 -> 16 ms,
-  and the one-channel input layer's weight gradient 17 -> 2.3 ms.
+- bf16 with AMX: D's 256->512 layer on 8x8, 6.1 / 31.4 in oneDNN, 5.2 / 16.6 as products (its
+  backward-weights kernel is the slow part); G's 512->256 on 4x4, 10.3 / 29.1 -> 10.3 / 11.4;
+- fp32 with AVX2 kernels: every middle layer, e.g. D 128->256 on 16x16, 20.2 / 49.9 -> 16.7 / 42.7;
+- fp32 with AVX-512 kernels: only the deepest layers (D 256->512, G 512->256).
 
-Which passes take the product is `plan`: fixed rules, the same on every machine (so a seed gives
-the same run), chosen from measurements on AMX, AVX-512 and AVX2 kernels where every rule gained
-on the configurations it covers; `docs/training.md` has the tables. The modules are nn.Conv2d /
-nn.ConvTranspose2d (same parameters, state_dict and export), and the plain module runs wherever no
-rule applies: CUDA, `--compile`, inference, other dtypes.
+The passes are `Plan.conv` (the one that is a plain strided convolution: a conv's forward, a
+transposed conv's input gradient) and `Plan.weight` (the weight gradient); the other one (a
+transposed conv's forward, a conv's input gradient) stays oneDNN's, since as products it measured
+slower everywhere. Which layers take them is `plan`: fixed rules by ATen's kernel ISA and dtype,
+so a seed gives the same run on the same kind of machine. The modules are nn.Conv2d /
+nn.ConvTranspose2d (same parameters, state_dict and export), and the plain module runs wherever
+no rule applies: CUDA, `--compile`, inference, other dtypes and CPUs. `docs/training.md` has the
+measurements.
 """
 
 from __future__ import annotations
