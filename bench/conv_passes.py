@@ -7,7 +7,12 @@ For each (transposed) stride-2 convolution of the textbook configuration (64 px,
 autocast, it times the layer's forward and its backward (input and weight gradients, as the D
 step asks for them) under each of the four plans: the plain module (all oneDNN), the convolution
 direction as a product, the weight gradient as a product, and both. Medians of --reps calls each.
-Prints one JSON object; `best` is the fastest plan per layer, `rule` the one `plan` picks.
+Prints one JSON object; `best` is the fastest plan per layer (forward + backward), `rule` the one
+`plan` picks for the kernels `gemm_conv.kernels()` names.
+
+To see AVX2 kernels on an AVX-512 CPU, cap all three kernel libraries (oneDNN, ATen, and MKL,
+which does torch's fp32 matrix products and ignores the other two):
+ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2.
 
     python bench/conv_passes.py [--reps 9]
 """
@@ -21,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # as a script or as python -m bench.conv_passes
 
 import torch  # noqa: E402
 from train_throughput import machine  # noqa: E402
@@ -39,36 +44,37 @@ def layers(size: int, batch: int) -> list[tuple[str, torch.nn.Module, tuple[int,
     g, d = Generator(100, 64, 1, size), Discriminator(64, 1, size)
     found: list[tuple[str, torch.nn.Module, tuple[int, ...]]] = []
     for net, x in ((g, torch.randn(batch, 100)), (d, torch.randn(batch, 1, size, size))):
-        for m in net.modules():
-            if isinstance(m, (gc.GemmConv2d, gc.GemmConvTranspose2d)):
-                m.register_forward_hook(lambda m, a, y: found.append(("", m, tuple(a[0].shape))))
+        hooks = [m.register_forward_hook(lambda m, a, y: found.append(("", m, tuple(a[0].shape))))
+                 for m in net.modules()
+                 if isinstance(m, (gc.GemmConv2d, gc.GemmConvTranspose2d))]
         with torch.no_grad():
             net(x)
+        for h in hooks:
+            h.remove()
     return [(f"{'G' if isinstance(m, torch.nn.ConvTranspose2d) else 'D'} {m.in_channels}->"
              f"{m.out_channels} on {s[-1]}x{s[-1]}", m, s) for _, m, s in found]
 
 
-def median_ms(fn, reps: int) -> float:
-    for _ in range(3):  # warm-up: oneDNN builds its primitives at the first call of a shape
-        fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(sorted(times)[reps // 2] * 1e3, 3)
-
-
 def time_plan(m: torch.nn.Module, x: torch.Tensor, bf16: bool, reps: int) -> dict:
-    """Forward and backward medians of one layer under whatever plan is in force."""
+    """Forward and backward medians (ms) of one layer under whatever plan is in force, each pass
+    timed on its own in every repetition, after 3 untimed ones (oneDNN builds its primitives at
+    the first call of a shape)."""
     def forward():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             return m(x)
 
     gy = torch.randn_like(forward())
-    fwd = median_ms(forward, reps)
-    both = median_ms(lambda: forward().backward(gy), reps)
-    return {"forward_ms": fwd, "backward_ms": round(both - fwd, 3)}
+    fwd, bwd = [], []
+    for i in range(3 + reps):
+        start = time.perf_counter()
+        y = forward()
+        mid = time.perf_counter()
+        y.backward(gy)
+        if i >= 3:
+            fwd.append(mid - start)
+            bwd.append(time.perf_counter() - mid)
+    return {"forward_ms": round(sorted(fwd)[reps // 2] * 1e3, 3),
+            "backward_ms": round(sorted(bwd)[reps // 2] * 1e3, 3)}
 
 
 def time_layer(m: torch.nn.Module, shape: tuple[int, ...], bf16: bool, reps: int) -> dict:
@@ -92,7 +98,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     dtypes = [False] + ([True] if torch.ops.mkldnn._is_mkldnn_bf16_supported() else [])
-    report: dict = {"benchmark": "conv_passes", "machine": machine("cpu"), "results": {}}
+    report: dict = {"benchmark": "conv_passes", "machine": machine("cpu"),
+                    "kernels": gc.kernels(), "results": {}}
     for bf16 in dtypes:
         for config, (size, batch) in CONFIGS.items():
             rows = {}
@@ -100,7 +107,7 @@ def main() -> None:
                 t = time_layer(m, shape, bf16, args.reps)
                 total = {k: v["forward_ms"] + v["backward_ms"] for k, v in t.items()}
                 rule = gc.plan(isinstance(m, torch.nn.ConvTranspose2d), m.in_channels,
-                               m.out_channels, shape[-2] * shape[-1], bf16, gc._isa())
+                               m.out_channels, shape[-2] * shape[-1], bf16, gc.kernels())
                 rows[name] = {**t, "best": min(total, key=total.get),
                               "rule": next(k for k, v in PLANS.items() if v == rule)}
             report["results"][f"{'bf16' if bf16 else 'fp32'} {config}"] = rows

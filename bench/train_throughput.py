@@ -40,6 +40,8 @@ from train.data import cache_dir, prepare_debian_fashion_mnist  # noqa: E402
 # worktree under /work/wt/NAME, two levels up; --reference overrides both.
 REFERENCES = [ROOT.parent / "shared" / "reference" / "dcgan_reference.py",
               ROOT.parents[1] / "shared" / "reference" / "dcgan_reference.py"]
+# What caps the kernel libraries below the CPU's ISA (oneDNN, ATen, MKL: torch's fp32 matmuls)
+CAPS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
 TEXTBOOK = ["--image-size", "64", "--ngf", "64", "--ndf", "64", "--nz", "100",
             "--batch-size", "64", "--loss", "ns", "--lr-g", "2e-4", "--lr-d", "2e-4"]
 
@@ -73,12 +75,15 @@ def machine(device: str) -> dict:
     the precision `gan train --precision auto` picks on `device` (bf16 only with native bf16)."""
     import torch
 
+    from train import gemm_conv
     from train.precision import PRECISION_NAMES, autocast_dtype
 
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
             "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
             "precision_auto": PRECISION_NAMES[autocast_dtype("auto", torch.device(device))],
+            "gemm_conv_kernels": gemm_conv.kernels(),
+            "kernel_caps": {k: os.environ[k] for k in CAPS if k in os.environ},
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 

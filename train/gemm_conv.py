@@ -6,8 +6,8 @@ oneDNN's convolution kernels leave speed on the table in DCGAN's middle layers: 
 
 - bf16 with AMX: D's 256->512 layer on 8x8, 6.1 / 31.4 in oneDNN, 5.2 / 16.6 as products (its
   backward-weights kernel is the slow part); G's 512->256 on 4x4, 10.3 / 29.1 -> 10.3 / 11.4;
-- fp32 with AVX2 kernels: every middle layer, e.g. D 128->256 on 16x16, 20.2 / 49.9 -> 16.7 / 42.7;
-- fp32 with AVX-512 kernels: only the deepest layers (D 256->512, G 512->256).
+- fp32 (AVX2 and AVX-512 kernels): only the deepest layers; with AVX2 kernels G 512->256 on 4x4
+  26.3 / 58.8 -> 24.5 / 47.8.
 
 The passes are `Plan.conv` (the one that is a plain strided convolution: a conv's forward, a
 transposed conv's input gradient) and `Plan.weight` (the weight gradient); the other one (a
@@ -15,8 +15,8 @@ transposed conv's forward, a conv's input gradient) stays oneDNN's, since as pro
 slower everywhere. Which layers take them is `plan`: fixed rules by ATen's kernel ISA and dtype,
 so a seed gives the same run on the same kind of machine. The modules are nn.Conv2d /
 nn.ConvTranspose2d (same parameters, state_dict and export), and the plain module runs wherever
-no rule applies: CUDA, `--compile`, inference, other dtypes and CPUs. `docs/training.md` has the
-measurements.
+no rule applies: CUDA, `--compile`, inference (nothing needs a gradient), other dtypes and CPUs.
+`docs/training.md` has the measurements.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# c_in * c_out from which a deepest layer (8x8 conv input, 4x4 transposed-conv input) gains with
-# AVX-512 fp32 kernels: D 256->512 and G 512->256 at ngf = ndf = 64, 64 px.
+# c_in * c_out from which a deepest layer (8x8 conv input, 4x4 transposed-conv input) gains in
+# fp32 (AVX2 and AVX-512 kernels): D 256->512 and G 512->256 at ngf = ndf = 64, 64 px.
 DEEP_CHANNELS = 256 * 512
 DEEPEST_PIXELS = {False: 8 * 8, True: 4 * 4}  # by `transposed`
 # Largest input H*W that gains in bf16 (AMX): shallower layers' patches are 4x a large activation.
@@ -53,14 +53,12 @@ class Plan:
 
 def plan(transposed: bool, c_in: int, c_out: int, pixels: int, bf16: bool, isa: str) -> Plan:
     """The rules, for a layer of c_in -> c_out channels on an input of `pixels` = H * W, at bf16
-    autocast or fp32, with ATen's kernels for `isa` (torch.backends.cpu.get_cpu_capability()).
-    From bench/conv_passes.py, where each rule gained on every layer it covers; other CPUs (Arm,
-    ...) were not measured and keep oneDNN everywhere."""
-    if isa == "AVX2":
-        both = not bf16  # AVX2 fp32 kernels: the products gained on every middle layer
-    elif isa == "AVX512" and bf16:
-        both = pixels <= BF16_PIXELS[transposed]
-    elif isa == "AVX512":
+    autocast or fp32, with the kernels `isa` names (`kernels()`). From bench/conv_passes.py,
+    where each rule gained on every layer it covers; other CPUs (Arm, AVX-512 bf16 without AMX,
+    emulated bf16, ...) were not measured and keep oneDNN everywhere."""
+    if bf16:
+        both = isa == "AVX512+AMX" and pixels <= BF16_PIXELS[transposed]
+    elif isa in ("AVX2", "AVX512", "AVX512+AMX"):
         both = pixels <= DEEPEST_PIXELS[transposed] and c_in * c_out >= DEEP_CHANNELS
     else:
         both = False
@@ -87,12 +85,13 @@ _scratch = _Scratch()
 def im2col(x: torch.Tensor, scratch: bool = False) -> torch.Tensor:
     """(N, C, H, W) -> (N * H/2 * W/2, 16 * C) patches of a 4x4 stride-2 pad-1 window, ordered
     (kh, kw, c): the order of a channels_last weight's (co, kh, kw, ci) memory. scratch: written
-    into this thread's reused buffer, valid until the next scratch call (use it at once)."""
+    into this thread's reused buffer, valid until the next scratch call (use it at once), unless
+    autograd records this (a backward with create_graph=True: gradient penalties)."""
     n, c, h, w = x.shape
     xp = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1)  # (N, H+2, W+2, C)
     patches = xp.unfold(1, 4, 2).unfold(2, 4, 2).permute(0, 1, 2, 4, 5, 3)  # (N,H/2,W/2,4,4,C)
-    if not scratch:
-        return patches.reshape(n * (h // 2) * (w // 2), 16 * c)
+    if not scratch or torch.is_grad_enabled():  # recorded for a double backward: a tensor of
+        return patches.reshape(n * (h // 2) * (w // 2), 16 * c)  # its own, not the buffer
     out = _scratch.take(tuple(patches.shape), x.dtype)
     out.copy_(patches)
     return out.view(n * (h // 2) * (w // 2), 16 * c)
@@ -165,19 +164,23 @@ class _GemmConv(torch.autograd.Function):
 
 
 @functools.cache
-def _isa() -> str:
-    return torch.backends.cpu.get_cpu_capability()
+def kernels() -> str:
+    """ATen's kernel ISA (torch.backends.cpu.get_cpu_capability(): AVX2, AVX512, ...), with
+    "+AMX" where the CPU has AMX tiles (bf16 matrix units)."""
+    isa = torch.backends.cpu.get_cpu_capability()
+    return isa + "+AMX" if isa == "AVX512" and torch.cpu._is_amx_tile_supported() else isa
 
 
 def _plan_for(module: nn.Conv2d | nn.ConvTranspose2d, x: torch.Tensor, transposed: bool
               ) -> tuple[Plan, torch.dtype] | None:
-    """This call's plan and compute dtype: on CPU, in training, eager, under bf16 autocast or in
-    plain fp32; None for the plain module. Reads the parameters, not `module.weight`: under a
+    """This call's plan and compute dtype: on CPU, eager, with a gradient to take (D in the G step
+    has frozen weights but passes its input's gradient on), under bf16 autocast or in plain fp32;
+    None for the plain module. Reads the parameters, not `module.weight`: under a
     parametrization (spectral norm) every read of the weight recomputes it (a power iteration),
     and the forward reads it once."""
     if (not ENABLED or x.device.type != "cpu" or not torch.is_grad_enabled()
             or torch.compiler.is_compiling()
-            or not any(p.requires_grad for p in module.parameters())):
+            or not (x.requires_grad or any(p.requires_grad for p in module.parameters()))):
         return None
     if torch.is_autocast_enabled("cpu"):
         if torch.get_autocast_dtype("cpu") != torch.bfloat16:
@@ -188,7 +191,7 @@ def _plan_for(module: nn.Conv2d | nn.ConvTranspose2d, x: torch.Tensor, transpose
     else:
         return None
     p = plan(transposed, module.in_channels, module.out_channels, x.shape[-2] * x.shape[-1],
-             bf16=dtype == torch.bfloat16, isa=_isa())
+             bf16=dtype == torch.bfloat16, isa=kernels())
     return (p, dtype) if p.conv or p.weight else None
 
 

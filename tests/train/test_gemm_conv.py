@@ -42,12 +42,15 @@ def test_conv_product_is_the_convolution_in_fp32():
 def test_the_rules_at_the_textbook_and_default_shapes():
     # (transposed, c_in, c_out, input pixels, bf16, ATen's kernels) -> both passes or none
     yes, no = Plan(True, True), Plan(False, False)
-    assert plan(False, 256, 512, 8 * 8, True, "AVX512") == yes  # D's deepest, 64 px, AMX
-    assert plan(True, 256, 128, 8 * 8, True, "AVX512") == yes
-    assert plan(True, 128, 64, 16 * 16, True, "AVX512") == no  # shallow: oneDNN
+    assert plan(False, 256, 512, 8 * 8, True, "AVX512+AMX") == yes  # D's deepest, 64 px
+    assert plan(True, 256, 128, 8 * 8, True, "AVX512+AMX") == yes
+    assert plan(True, 128, 64, 16 * 16, True, "AVX512+AMX") == no  # shallow: oneDNN
+    assert plan(False, 256, 512, 8 * 8, True, "AVX512") == no  # bf16 without AMX: not measured
     assert plan(True, 512, 256, 4 * 4, False, "AVX512") == yes  # G's deepest, fp32
+    assert plan(True, 512, 256, 4 * 4, False, "AVX512+AMX") == yes
     assert plan(False, 128, 256, 8 * 8, False, "AVX512") == no  # narrower: oneDNN
-    assert plan(False, 64, 128, 32 * 32, False, "AVX2") == yes  # AVX2 fp32: every layer
+    assert plan(False, 256, 512, 8 * 8, False, "AVX2") == yes  # AVX2 fp32: the deepest only
+    assert plan(False, 128, 256, 16 * 16, False, "AVX2") == no
     assert plan(False, 64, 128, 8 * 8, True, "AVX2") == no  # emulated bf16: not measured
     assert plan(False, 256, 512, 8 * 8, False, "NEON") == no  # other CPUs: not measured
 
@@ -69,7 +72,7 @@ def test_product_passes_match_the_plain_module(cls, plain, dtype, monkeypatch):
     ours = cls(16, 8).to(memory_format=torch.channels_last)
     ref = plain(16, 8, 4, 2, 1, bias=False).to(memory_format=torch.channels_last)
     ref.load_state_dict(ours.state_dict())  # same parameters, same names
-    x = torch.randn(4, 16, 4, 4).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 16, 4, 6)  # non-square, and contiguous: the products make channels_last
     monkeypatch.setattr(gc, "plan", lambda *a, **k: Plan(True, True))  # every pass a product
     taken = []
     for name in ("weight_grad", "conv_product"):
@@ -95,18 +98,55 @@ def test_the_reused_patch_buffer_serves_layers_and_calls_in_turn(monkeypatch):
                         nn.Conv2d(8, 16, 4, 2, 1, bias=False))
     ref.load_state_dict(ours.state_dict())
     monkeypatch.setattr(gc, "plan", lambda *a, **k: Plan(True, True))
-    a, b = torch.randn(2, 3, 16, 16), torch.randn(5, 3, 8, 8)  # different sizes: buffer regrows
+    a, b = torch.randn(2, 3, 8, 8), torch.randn(5, 3, 16, 16)  # the second call regrows it
     for net in (ours, ref):
         (net(a).square().sum() + net(b).abs().sum()).backward()
     for p, p0 in zip(ours.parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p.grad, p0.grad, rtol=1e-4, atol=1e-4)
 
 
+def test_patches_use_the_buffer_only_where_autograd_does_not_record_them():
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    with torch.no_grad():  # a custom Function's forward, a plain backward
+        cols = im2col(x, scratch=True)
+    assert cols.data_ptr() == gc._scratch.buf.data_ptr()
+    cols = im2col(x, scratch=True)  # a backward with create_graph=True: kept for the next one
+    assert cols.data_ptr() != gc._scratch.buf.data_ptr() and cols.requires_grad
+    torch.testing.assert_close(cols, im2col(x))
+
+
+def test_a_gradient_penalty_differentiates_through_the_products(monkeypatch):
+    # WGAN-GP and DRAGAN take D's input gradient with create_graph=True, then its weight gradient
+    torch.manual_seed(0)
+    from train.losses import gradient_penalty
+
+    def critic(conv):
+        return nn.Sequential(conv(3, 8), nn.LeakyReLU(0.2), conv(8, 16), nn.GroupNorm(1, 16),
+                             nn.LeakyReLU(0.2), conv(16, 4), nn.Flatten(), nn.Linear(16, 1))
+
+    def upsampler(deconv):  # transposed layers: their input gradient is a product here
+        return nn.Sequential(deconv(3, 8), nn.ReLU(), deconv(8, 4), nn.Flatten(),
+                             nn.Linear(4 * 8 * 8, 1))
+
+    monkeypatch.setattr(gc, "plan", lambda *a, **k: Plan(True, True))
+    for build, ours_cls, plain, x in (
+            (critic, GemmConv2d, nn.Conv2d, torch.randn(5, 3, 16, 16)),
+            (upsampler, GemmConvTranspose2d, nn.ConvTranspose2d, torch.randn(5, 3, 2, 2))):
+        ours = build(ours_cls)
+        ref = build(lambda a, b, plain=plain: plain(a, b, 4, 2, 1, bias=False))
+        ref.load_state_dict(ours.state_dict())
+        for net in (ours, ref):
+            gradient_penalty(net, x).backward()
+        for p, p0 in zip(ours.parameters(), ref.parameters(), strict=True):
+            if p0.grad is not None:  # the last bias does not move the input gradient
+                torch.testing.assert_close(p.grad, p0.grad, rtol=1e-4, atol=1e-6)
+
+
 def test_plain_path_where_no_rule_applies(monkeypatch):
     calls = []
     monkeypatch.setattr(gc, "weight_grad", lambda *a: calls.append(1))
     monkeypatch.setattr(gc, "conv_product", lambda *a: calls.append(1))
-    monkeypatch.setattr(gc, "_isa", lambda: "AVX512")  # where fp32 narrow layers stay oneDNN's
+    monkeypatch.setattr(gc, "kernels", lambda: "AVX512+AMX")  # fp32 narrow layers stay oneDNN's
     conv = GemmConv2d(4, 8)
     x = torch.randn(2, 4, 8, 8)
     (conv(x) ** 2).sum().backward()  # fp32, narrow: oneDNN's own backward
@@ -117,13 +157,33 @@ def test_plain_path_where_no_rule_applies(monkeypatch):
     with torch.autocast("cpu", dtype=torch.float16):  # other autocast dtypes: plain
         (conv(x).float() ** 2).sum().backward()
     monkeypatch.setattr(gc, "plan", lambda *a, **k: Plan(True, True))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # inference: nothing needs a gradient
+        conv.requires_grad_(False)(x)
+    deconv = GemmConvTranspose2d(4, 8)  # an explicit output size: the plain module's job
+    (deconv(x, output_size=[16, 16]) ** 2).sum().backward()
     monkeypatch.setattr(gc, "ENABLED", False)  # switched off (the bench's A/B)
-    (conv(x) ** 2).sum().backward()
+    (conv.requires_grad_(True)(x) ** 2).sum().backward()
     assert not calls
     torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, None, 2, 1))
 
 
-def test_a_parametrized_weight_is_computed_once_per_forward():
+def test_frozen_weights_still_pass_the_input_gradient_through_the_products(monkeypatch):
+    # D in the G step: no weight gradients, the input's gradient flows back to G
+    torch.manual_seed(0)
+    ours, ref = GemmConv2d(4, 8), nn.Conv2d(4, 8, 4, 2, 1, bias=False)
+    ref.load_state_dict(ours.state_dict())
+    taken = []
+    real = gc.conv_product
+    monkeypatch.setattr(gc, "plan", lambda *a, **k: Plan(True, True))
+    monkeypatch.setattr(gc, "conv_product", lambda *a: taken.append(1) or real(*a))
+    x = torch.randn(2, 4, 8, 8)
+    _, gx, gw = _grads(ours.requires_grad_(False), x, torch.float32)
+    _, gx0, _ = _grads(ref.requires_grad_(False), x, torch.float32)
+    assert taken and gw is None
+    torch.testing.assert_close(gx, gx0, rtol=1e-4, atol=1e-4)
+
+
+def test_a_parametrized_weight_is_computed_once_per_forward(monkeypatch):
     # spectral norm's power iteration runs at every read of the weight: one read per forward
     from torch.nn.utils import parametrize
 
@@ -138,7 +198,11 @@ def test_a_parametrized_weight_is_computed_once_per_forward():
     parametrize.register_parametrization(conv, "weight", Counting())
     Counting.calls = 0  # registering evaluates it once
     x = torch.randn(2, 4, 8, 8)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        conv(x)  # the product path
-        conv(torch.randn(2, 4, 32, 32))  # the plain one
-    assert Counting.calls == 2
+    taken = []
+    real = gc.conv_product
+    monkeypatch.setattr(gc, "plan", lambda *a, **k: Plan(True, True))
+    monkeypatch.setattr(gc, "conv_product", lambda *a: taken.append(1) or real(*a))
+    conv(x)  # the product path
+    monkeypatch.setattr(gc, "ENABLED", False)
+    conv(x)  # the plain one
+    assert taken == [1] and Counting.calls == 2
