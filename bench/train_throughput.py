@@ -8,6 +8,9 @@ reference is ../shared/reference/dcgan_reference.py (per-image PIL transforms in
 workers, eager fp32). Prints one JSON object with images/s for each and the ratios, and the CPU's
 capability with the precision `--precision auto` chose on it (bf16 only with native bf16).
 
+--ops instead times every ATen call of training steps, summed per operator (a dispatch mode:
+torch.profiler's own overhead inflates the small operators several times).
+
 --gemm-ab instead times train/gemm_conv's matrix-product passes on and off in one process, at the
 precision --precision names (auto: what `gan train` picks).
 
@@ -17,12 +20,13 @@ by self CPU time per step, with the share of the step spent in convolutions (for
 backward): what is left to remove once that share is near 100%.
 
     python bench/train_throughput.py [--steps 40] [--warmup 10] [--reference PATH]
-                                     [--profile] [--gemm-ab [--precision fp32]]
+                                     [--profile] [--ops] [--gemm-ab [--precision fp32]]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -88,12 +92,11 @@ def machine(device: str) -> dict:
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
-def profile(overrides: dict, warmup: int, steps: int, top: int = 15) -> dict:
-    """torch.profiler over `steps` training steps of a Trainer built here (after `warmup`
-    untimed ones): the `top` operators by self CPU time, in ms per step and % of the step."""
+@contextlib.contextmanager
+def trainer_for(overrides: dict):
+    """A CPU Trainer for `overrides` in a temporary run directory, with its epoch-0 batches
+    (steps, d_steps, batch) of image indices."""
     import torch
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
 
     from train import distributed
     from train.config import TrainConfig
@@ -101,27 +104,80 @@ def profile(overrides: dict, warmup: int, steps: int, top: int = 15) -> dict:
 
     device = torch.device("cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(**overrides, out=f"{tmp}/run")
-        trainer = Trainer(cfg, device, distributed.init(device))
-        groups = trainer._epoch_batches(0)  # (steps, d_steps, batch) image indices
+        trainer = Trainer(TrainConfig(**overrides, out=f"{tmp}/run"), device,
+                          distributed.init(device))
+        try:
+            yield trainer, trainer._epoch_batches(0)
+        finally:
+            trainer.close()
+
+
+def profile(overrides: dict, warmup: int, steps: int, top: int = 15) -> dict:
+    """torch.profiler over `steps` training steps (after `warmup` untimed ones): the `top`
+    operators by self CPU time, in ms per step and % of the step."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with trainer_for(overrides) as (trainer, groups):
         for i in range(warmup):
             trainer._train_step(groups[i])
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             for i in range(warmup, warmup + steps):
                 trainer._train_step(groups[i])
             trainer._acc.tolist()  # the host sync the loop does at its logging steps
-        trainer.close()
+        batch = trainer.cfg.batch_size
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     conv = sum(e.self_cpu_time_total for e in events if "convolution" in e.key)
     rows = sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
     return {"config": overrides, "steps": steps,
             "ms_per_step": round(total / steps / 1e3, 1),
-            "images_per_s": round(cfg.batch_size * steps / (total / 1e6), 1),
+            "images_per_s": round(batch * steps / (total / 1e6), 1),
             "convolution_share": round(conv / total, 3),
             "top_self_cpu": [{"op": e.key, "calls_per_step": round(e.count / steps, 1),
                               "ms_per_step": round(e.self_cpu_time_total / steps / 1e3, 2),
                               "share": round(e.self_cpu_time_total / total, 3)} for e in rows]}
+
+
+def op_times(overrides: dict, warmup: int, steps: int, top: int = 15) -> dict:
+    """Wall time of every ATen call over `steps` training steps, summed per operator (a
+    TorchDispatchMode: far less overhead on small ops than torch.profiler), beside the step's
+    time without the mode."""
+    import collections
+    import time
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    spent: collections.Counter = collections.Counter()
+    calls: collections.Counter = collections.Counter()
+
+    class Timed(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            start = time.perf_counter()
+            out = func(*args, **(kwargs or {}))
+            name = func.overloadpacket.__name__
+            spent[name] += time.perf_counter() - start
+            calls[name] += 1
+            return out
+
+    with trainer_for(overrides) as (trainer, groups):
+        for i in range(warmup):
+            trainer._train_step(groups[i])
+        trainer._acc.tolist()
+        start = time.perf_counter()
+        for i in range(warmup, warmup + steps):
+            trainer._train_step(groups[i])
+        trainer._acc.tolist()
+        step_ms = (time.perf_counter() - start) / steps * 1e3
+        with Timed():
+            for i in range(warmup + steps, warmup + 2 * steps):
+                trainer._train_step(groups[i % len(groups)])
+    total = sum(spent.values())
+    return {"config": overrides, "steps": steps, "ms_per_step": round(step_ms, 1),
+            "ops_ms_per_step": round(total / steps * 1e3, 1),
+            "top": [{"op": k, "calls_per_step": round(calls[k] / steps, 1),
+                     "ms_per_step": round(v / steps * 1e3, 2), "share": round(v / total, 3)}
+                    for k, v in spent.most_common(top)]}
 
 
 def gemm_ab(overrides: dict, warmup: int, blocks: int = 4, steps: int = 6) -> dict:
@@ -129,32 +185,26 @@ def gemm_ab(overrides: dict, warmup: int, blocks: int = 4, steps: int = 6) -> di
     of one Trainer (so load hits both sides alike), after `warmup` untimed steps: images/s each."""
     import time
 
-    import torch
-
     import train.gemm_conv as gc
-    from train import distributed
-    from train.config import TrainConfig
-    from train.loop import Trainer
 
     rates: dict[str, list[float]] = {"on": [], "off": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(**overrides, out=f"{tmp}/run")
-        trainer = Trainer(cfg, torch.device("cpu"), distributed.init(torch.device("cpu")))
-        groups, i = trainer._epoch_batches(0), 0
+    with trainer_for(overrides) as (trainer, groups):
+        i, batch = 0, trainer.cfg.batch_size
         for i in range(warmup):
             trainer._train_step(groups[i])
-        for block in range(blocks):
-            for side in ("on", "off") if block % 2 == 0 else ("off", "on"):
-                gc.ENABLED = side == "on"
-                trainer._acc.tolist()  # host sync: the block starts with nothing queued
-                start = time.perf_counter()
-                for _ in range(steps):
-                    i += 1
-                    trainer._train_step(groups[i % len(groups)])
-                trainer._acc.tolist()
-                rates[side].append(steps * cfg.batch_size / (time.perf_counter() - start))
-        gc.ENABLED = True
-        trainer.close()
+        try:
+            for block in range(blocks):
+                for side in ("on", "off") if block % 2 == 0 else ("off", "on"):
+                    gc.ENABLED = side == "on"
+                    trainer._acc.tolist()  # host sync: the block starts with nothing queued
+                    start = time.perf_counter()
+                    for _ in range(steps):
+                        i += 1
+                        trainer._train_step(groups[i % len(groups)])
+                    trainer._acc.tolist()
+                    rates[side].append(steps * batch / (time.perf_counter() - start))
+        finally:
+            gc.ENABLED = True
     mean = {k: round(sum(v) / len(v), 1) for k, v in rates.items()}
     return {"images_per_s": mean, "ratio_on_vs_off": round(mean["on"] / mean["off"], 3)}
 
@@ -169,6 +219,9 @@ def main() -> None:
                     default=next((p for p in REFERENCES if p.exists()), REFERENCES[0]))
     ap.add_argument("--profile", action="store_true",
                     help="profile training steps (textbook and default configuration) instead")
+    ap.add_argument("--ops", action="store_true",
+                    help="instead: time every ATen call of training steps (textbook and default "
+                         "configuration), summed per operator")
     ap.add_argument("--gemm-ab", action="store_true",
                     help="instead: train/gemm_conv's product passes on vs off, in one process "
                          "(textbook and default configuration)")
@@ -182,6 +235,11 @@ def main() -> None:
                           "precision": args.precision,
                           "textbook-64px": gemm_ab({**textbook, **prec}, 5),
                           "default-32px": gemm_ab(prec, 5)}, indent=2))
+        return
+    if args.ops:
+        print(json.dumps({"benchmark": "train_op_times", "machine": machine("cpu"),
+                          "textbook-64px": op_times(textbook, 5, args.steps // 8),
+                          "default-32px": op_times({}, 5, args.steps // 8)}, indent=2))
         return
     if args.profile:
         print(json.dumps({"benchmark": "train_profile", "machine": machine("cpu"),
