@@ -7,7 +7,7 @@ oneDNN's convolution kernels leave speed on the table in DCGAN's middle layers: 
 - bf16 with AMX: D's 256->512 layer on 8x8, 6.1 / 31.4 in oneDNN, 5.2 / 16.6 as products (its
   backward-weights kernel is the slow part); G's 512->256 on 4x4, 10.3 / 29.1 -> 10.3 / 11.4;
 - fp32 (AVX2 and AVX-512 kernels): only the deepest layers; with AVX2 kernels G 512->256 on 4x4
-  26.3 / 58.8 -> 24.5 / 47.8.
+  27.8 / 59.0 -> 26.4 / 48.0.
 
 The passes are `Plan.conv` (the one that is a plain strided convolution: a conv's forward, a
 transposed conv's input gradient) and `Plan.weight` (the weight gradient); the other one (a
