@@ -4,8 +4,8 @@ oneDNN's convolution kernels leave speed on the table in DCGAN's middle layers: 
 (into one reused buffer) and one matrix product over all N * pixels rows measured faster for
 (bench/conv_passes.py, 2-core Xeon, forward / backward ms of one layer, batch 64, 64 px):
 
-- bf16 with AMX: D's 256->512 layer on 8x8, 6.1 / 31.4 in oneDNN, 5.2 / 16.6 as products (its
-  backward-weights kernel is the slow part); G's 512->256 on 4x4, 10.3 / 29.1 -> 10.3 / 11.4;
+- bf16 with AMX: D's 256->512 layer on 8x8, 7.6 / 34.2 in oneDNN, 5.9 / 15.9 as products (its
+  backward-weights kernel is the slow part); G's 512->256 on 4x4, 10.9 / 28.1 -> 10.6 / 10.7;
 - fp32 (AVX2 and AVX-512 kernels): only the deepest layers; with AVX2 kernels G 512->256 on 4x4
   27.8 / 59.0 -> 26.4 / 48.0.
 
