@@ -42,9 +42,9 @@ CONFIGS = {"textbook-64px": (64, 64), "default-32px": (32, 128)}  # image size, 
 def layers(size: int, batch: int) -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
     """(name, module, input shape) of every GemmConv layer of G and D at ngf = ndf = 64."""
     g, d = Generator(100, 64, 1, size), Discriminator(64, 1, size)
-    found: list[tuple[str, torch.nn.Module, tuple[int, ...]]] = []
+    found: list[tuple[torch.nn.Module, tuple[int, ...]]] = []
     for net, x in ((g, torch.randn(batch, 100)), (d, torch.randn(batch, 1, size, size))):
-        hooks = [m.register_forward_hook(lambda m, a, y: found.append(("", m, tuple(a[0].shape))))
+        hooks = [m.register_forward_hook(lambda m, a, y: found.append((m, tuple(a[0].shape))))
                  for m in net.modules()
                  if isinstance(m, (gc.GemmConv2d, gc.GemmConvTranspose2d))]
         with torch.no_grad():
@@ -52,7 +52,7 @@ def layers(size: int, batch: int) -> list[tuple[str, torch.nn.Module, tuple[int,
         for h in hooks:
             h.remove()
     return [(f"{'G' if isinstance(m, torch.nn.ConvTranspose2d) else 'D'} {m.in_channels}->"
-             f"{m.out_channels} on {s[-1]}x{s[-1]}", m, s) for _, m, s in found]
+             f"{m.out_channels} on {s[-1]}x{s[-1]}", m, s) for m, s in found]
 
 
 def time_plan(m: torch.nn.Module, x: torch.Tensor, bf16: bool, reps: int) -> dict:

@@ -144,22 +144,20 @@ class _GemmConv(torch.autograd.Function):
     def backward(ctx, gy: torch.Tensor):
         x, w = ctx.saved_tensors
         transposed, plan = ctx.transposed, ctx.plan
+        want_x, want_w = ctx.needs_input_grad[:2]
         gy = gy.contiguous(memory_format=torch.channels_last)
-        gx = gw = cols = None
-        if ctx.needs_input_grad[0] and plan.conv and transposed:
+        x_by_mm, w_by_mm = want_x and plan.conv and transposed, want_w and plan.weight
+        # whatever is not a product comes from one oneDNN call
+        mask = [want_x and not x_by_mm, want_w and not w_by_mm, False]
+        gx, gw, _ = (torch.ops.aten.convolution_backward(
+            gy, x, w, None, [2, 2], [1, 1], [1, 1], transposed, [0, 0], 1, mask)
+            if any(mask) else (None, None, None))
+        cols = None
+        if x_by_mm:
             cols = im2col(gy, scratch=True)  # also the weight gradient's patches
             gx = conv_product(cols, w, tuple(gy.shape))
-        elif ctx.needs_input_grad[0]:
-            gx = torch.ops.aten.convolution_backward(
-                gy, x, w, None, [2, 2], [1, 1], [1, 1], transposed, [0, 0], 1,
-                [True, False, False])[0]
-        if ctx.needs_input_grad[1]:
-            if plan.weight:
-                gw = weight_grad(x, gy, transposed, cols)
-            else:
-                gw = torch.ops.aten.convolution_backward(
-                    gy, x, w, None, [2, 2], [1, 1], [1, 1], transposed, [0, 0], 1,
-                    [False, True, False])[1]
+        if w_by_mm:
+            gw = weight_grad(x, gy, transposed, cols)
         return gx, gw, None, None
 
 

@@ -17,6 +17,17 @@ from train.gemm_conv import (
 )
 
 
+def _all_products(monkeypatch) -> None:
+    """Every pass a product, wherever the layer and the CPU."""
+    monkeypatch.setattr(gc, "plan", lambda *a, **k: Plan(True, True))
+
+
+def _spy(monkeypatch, name: str, calls: list) -> None:
+    """gemm_conv.<name> still runs, and appends its name to `calls` first."""
+    real = getattr(gc, name)
+    monkeypatch.setattr(gc, name, lambda *a: calls.append(name) or real(*a))
+
+
 @pytest.mark.parametrize("transposed", [False, True])
 def test_weight_grad_is_oneDNNs_in_fp32(transposed):
     torch.manual_seed(0)
@@ -73,12 +84,10 @@ def test_product_passes_match_the_plain_module(cls, plain, dtype, monkeypatch):
     ref = plain(16, 8, 4, 2, 1, bias=False).to(memory_format=torch.channels_last)
     ref.load_state_dict(ours.state_dict())  # same parameters, same names
     x = torch.randn(4, 16, 4, 6)  # non-square, and contiguous: the products make channels_last
-    monkeypatch.setattr(gc, "plan", lambda *a, **k: Plan(True, True))  # every pass a product
-    taken = []
+    _all_products(monkeypatch)
+    taken: list = []
     for name in ("weight_grad", "conv_product"):
-        real = getattr(gc, name)
-        monkeypatch.setattr(gc, name, lambda *a, real=real, name=name: taken.append(name)
-                            or real(*a))
+        _spy(monkeypatch, name, taken)
     y, gx, gw = _grads(ours, x, dtype)
     y0, gx0, gw0 = _grads(ref, x, dtype)
     assert sorted(set(taken)) == ["conv_product", "weight_grad"], taken
@@ -97,7 +106,7 @@ def test_the_reused_patch_buffer_serves_layers_and_calls_in_turn(monkeypatch):
     ref = nn.Sequential(nn.Conv2d(3, 8, 4, 2, 1, bias=False), nn.ReLU(),
                         nn.Conv2d(8, 16, 4, 2, 1, bias=False))
     ref.load_state_dict(ours.state_dict())
-    monkeypatch.setattr(gc, "plan", lambda *a, **k: Plan(True, True))
+    _all_products(monkeypatch)
     a, b = torch.randn(2, 3, 8, 8), torch.randn(5, 3, 16, 16)  # the second call regrows it
     for net in (ours, ref):
         (net(a).square().sum() + net(b).abs().sum()).backward()
@@ -128,7 +137,7 @@ def test_a_gradient_penalty_differentiates_through_the_products(monkeypatch):
         return nn.Sequential(deconv(3, 8), nn.ReLU(), deconv(8, 4), nn.Flatten(),
                              nn.Linear(4 * 8 * 8, 1))
 
-    monkeypatch.setattr(gc, "plan", lambda *a, **k: Plan(True, True))
+    _all_products(monkeypatch)
     for build, ours_cls, plain, x in (
             (critic, GemmConv2d, nn.Conv2d, torch.randn(5, 3, 16, 16)),
             (upsampler, GemmConvTranspose2d, nn.ConvTranspose2d, torch.randn(5, 3, 2, 2))):
@@ -156,7 +165,7 @@ def test_plain_path_where_no_rule_applies(monkeypatch):
         (conv(torch.randn(2, 4, 32, 32)).float() ** 2).sum().backward()
     with torch.autocast("cpu", dtype=torch.float16):  # other autocast dtypes: plain
         (conv(x).float() ** 2).sum().backward()
-    monkeypatch.setattr(gc, "plan", lambda *a, **k: Plan(True, True))
+    _all_products(monkeypatch)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # inference: nothing needs a gradient
         conv.requires_grad_(False)(x)
     deconv = GemmConvTranspose2d(4, 8)  # an explicit output size: the plain module's job
@@ -172,10 +181,9 @@ def test_frozen_weights_still_pass_the_input_gradient_through_the_products(monke
     torch.manual_seed(0)
     ours, ref = GemmConv2d(4, 8), nn.Conv2d(4, 8, 4, 2, 1, bias=False)
     ref.load_state_dict(ours.state_dict())
-    taken = []
-    real = gc.conv_product
-    monkeypatch.setattr(gc, "plan", lambda *a, **k: Plan(True, True))
-    monkeypatch.setattr(gc, "conv_product", lambda *a: taken.append(1) or real(*a))
+    taken: list = []
+    _all_products(monkeypatch)
+    _spy(monkeypatch, "conv_product", taken)
     x = torch.randn(2, 4, 8, 8)
     _, gx, gw = _grads(ours.requires_grad_(False), x, torch.float32)
     _, gx0, _ = _grads(ref.requires_grad_(False), x, torch.float32)
@@ -198,11 +206,10 @@ def test_a_parametrized_weight_is_computed_once_per_forward(monkeypatch):
     parametrize.register_parametrization(conv, "weight", Counting())
     Counting.calls = 0  # registering evaluates it once
     x = torch.randn(2, 4, 8, 8)
-    taken = []
-    real = gc.conv_product
-    monkeypatch.setattr(gc, "plan", lambda *a, **k: Plan(True, True))
-    monkeypatch.setattr(gc, "conv_product", lambda *a: taken.append(1) or real(*a))
+    taken: list = []
+    _all_products(monkeypatch)
+    _spy(monkeypatch, "conv_product", taken)
     conv(x)  # the product path
     monkeypatch.setattr(gc, "ENABLED", False)
     conv(x)  # the plain one
-    assert taken == [1] and Counting.calls == 2
+    assert taken == ["conv_product"] and Counting.calls == 2
