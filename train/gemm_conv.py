@@ -2,12 +2,16 @@
 
 oneDNN's convolution kernels leave speed on the table in DCGAN's middle layers: an im2col copy
 (into one reused buffer) and one matrix product over all N * pixels rows measured faster for
-(bench/conv_passes.py, 2-core Xeon, forward / backward ms of one layer, batch 64, 64 px):
+(bench/conv_passes.py, 2 cores, forward / backward ms of one layer, batch 64, 64 px):
 
-- bf16 with AMX: D's 256->512 layer on 8x8, 7.6 / 34.2 in oneDNN, 5.9 / 15.9 as products (its
-  backward-weights kernel is the slow part); G's 512->256 on 4x4, 10.9 / 28.1 -> 10.6 / 10.7;
-- fp32 (AVX2 and AVX-512 kernels): only the deepest layers; with AVX2 kernels G 512->256 on 4x4
-  27.8 / 59.0 -> 26.4 / 48.0.
+- bf16 with AMX (Xeon): D's 256->512 layer on 8x8, 7.6 / 34.2 in oneDNN, 5.9 / 15.9 as
+  products (its backward-weights kernel is the slow part); G's 512->256 on 4x4, 10.9 / 28.1 ->
+  10.6 / 10.7;
+- fp32 (Intel, AVX2 and AVX-512 kernels): only the deepest layers; with AVX2 kernels G 512->256
+  on 4x4 27.8 / 59.0 -> 26.4 / 48.0.
+- on an AMD EPYC (Zen 4: AVX-512 bf16, no AMX), the weight gradient alone, of the deep layers:
+  bf16 D 256->512 on 8x8, backward 38.5 -> 27.2 (fp32 products, which are MKL's, lose there to
+  oneDNN's AVX-512 kernels and win only against its AVX2 ones).
 
 The passes are `Plan.conv` (the one that is a plain strided convolution: a conv's forward, a
 transposed conv's input gradient) and `Plan.weight` (the weight gradient); the other one (a
@@ -36,6 +40,11 @@ DEEP_CHANNELS = 256 * 512
 DEEPEST_PIXELS = {False: 8 * 8, True: 4 * 4}  # by `transposed`
 # Largest input H*W that gains in bf16 (AMX): shallower layers' patches are 4x a large activation.
 BF16_PIXELS = {False: 16 * 16, True: 8 * 8}
+# On AMD (Zen 4), bf16 with AVX-512 or fp32 with AVX2 kernels: the weight gradient alone, from
+# c_in * c_out = 128 * 256 on inputs up to 8x8 (G 512->256, 256->128, D 256->512 at 64 px; G
+# 256->128, D 128->256 at 32 px); narrower or larger layers were even or lost.
+AMD_WEIGHT_CHANNELS = 128 * 256
+AMD_WEIGHT_PIXELS = 8 * 8
 # False: the plain modules everywhere (bench/train_throughput.py --gemm-ab times both sides)
 ENABLED = True
 
@@ -54,8 +63,13 @@ class Plan:
 def plan(transposed: bool, c_in: int, c_out: int, pixels: int, bf16: bool, isa: str) -> Plan:
     """The rules, for a layer of c_in -> c_out channels on an input of `pixels` = H * W, at bf16
     autocast or fp32, with the kernels `isa` names (`kernels()`). From bench/conv_passes.py,
-    where each rule gained on every layer it covers; other CPUs (Arm, AVX-512 bf16 without AMX,
-    emulated bf16, ...) were not measured and keep oneDNN everywhere."""
+    where each rule gained on every layer it covers; other CPUs (Arm, Intel's AVX-512 bf16 without
+    AMX, emulated bf16, ...) were not measured and keep oneDNN everywhere."""
+    if isa.endswith("/AMD"):  # Zen 4: oneDNN's backward-weights pass is the slow one there; MKL's
+        # fp32 products lose to oneDNN's AVX-512 kernels (so AVX512/AMD fp32 keeps oneDNN)
+        measured = isa == ("AVX512/AMD" if bf16 else "AVX2/AMD")
+        weight = pixels <= AMD_WEIGHT_PIXELS and c_in * c_out >= AMD_WEIGHT_CHANNELS
+        return Plan(conv=False, weight=measured and weight)
     if bf16:
         both = isa == "AVX512+AMX" and pixels <= BF16_PIXELS[transposed]
     elif isa in ("AVX2", "AVX512", "AVX512+AMX"):
@@ -164,9 +178,24 @@ class _GemmConv(torch.autograd.Function):
 @functools.cache
 def kernels() -> str:
     """ATen's kernel ISA (torch.backends.cpu.get_cpu_capability(): AVX2, AVX512, ...), with
-    "+AMX" where the CPU has AMX tiles (bf16 matrix units)."""
+    "+AMX" where the CPU has AMX tiles (bf16 matrix units) and "/AMD" on an AMD CPU, where the
+    same ISA measured differently (MKL, which does torch's fp32 products, is slower there)."""
     isa = torch.backends.cpu.get_cpu_capability()
-    return isa + "+AMX" if isa == "AVX512" and torch.cpu._is_amx_tile_supported() else isa
+    if isa == "AVX512" and torch.cpu._is_amx_tile_supported():
+        return isa + "+AMX"
+    return isa + "/AMD" if _vendor() == "AuthenticAMD" else isa
+
+
+def _vendor() -> str:
+    """The CPU's vendor_id from /proc/cpuinfo ("GenuineIntel", "AuthenticAMD"); "" elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def _plan_for(module: nn.Conv2d | nn.ConvTranspose2d, x: torch.Tensor, transposed: bool

@@ -12,6 +12,7 @@ from train.gemm_conv import (
     Plan,
     conv_product,
     im2col,
+    kernels,
     plan,
     weight_grad,
 )
@@ -56,7 +57,8 @@ def test_the_rules_at_the_textbook_and_default_shapes():
     assert plan(False, 256, 512, 8 * 8, True, "AVX512+AMX") == yes  # D's deepest, 64 px
     assert plan(True, 256, 128, 8 * 8, True, "AVX512+AMX") == yes
     assert plan(True, 128, 64, 16 * 16, True, "AVX512+AMX") == no  # shallow: oneDNN
-    assert plan(False, 256, 512, 8 * 8, True, "AVX512") == no  # bf16 without AMX: not measured
+    assert plan(False, 256, 512, 8 * 8, True, "AVX512") == no  # Intel bf16 without AMX: not
+    # measured
     assert plan(True, 512, 256, 4 * 4, False, "AVX512") == yes  # G's deepest, fp32
     assert plan(True, 512, 256, 4 * 4, False, "AVX512+AMX") == yes
     assert plan(False, 128, 256, 8 * 8, False, "AVX512") == no  # narrower: oneDNN
@@ -64,6 +66,25 @@ def test_the_rules_at_the_textbook_and_default_shapes():
     assert plan(False, 128, 256, 16 * 16, False, "AVX2") == no
     assert plan(False, 64, 128, 8 * 8, True, "AVX2") == no  # emulated bf16: not measured
     assert plan(False, 256, 512, 8 * 8, False, "NEON") == no  # other CPUs: not measured
+
+
+def test_the_rules_on_amd_take_the_weight_gradient_alone():
+    # Zen 4: bf16 with AVX-512 kernels, fp32 with AVX2 ones; AVX-512 fp32 keeps oneDNN (MKL)
+    weight, no = Plan(conv=False, weight=True), Plan(False, False)
+    for isa, bf16 in (("AVX512/AMD", True), ("AVX2/AMD", False)):
+        assert plan(True, 512, 256, 4 * 4, bf16, isa) == weight  # G's deepest, 64 px
+        assert plan(True, 256, 128, 8 * 8, bf16, isa) == weight
+        assert plan(False, 256, 512, 8 * 8, bf16, isa) == weight  # D's deepest, 64 px
+        assert plan(False, 128, 256, 8 * 8, bf16, isa) == weight  # D's deepest, 32 px
+        assert plan(False, 128, 256, 16 * 16, bf16, isa) == no  # larger input: even
+        assert plan(True, 128, 64, 8 * 8, bf16, isa) == no  # narrower: lost
+    assert plan(True, 512, 256, 4 * 4, False, "AVX512/AMD") == no
+    assert plan(False, 256, 512, 8 * 8, True, "AVX2/AMD") == no  # emulated bf16
+
+
+def test_kernels_name_the_aten_isa_and_what_changes_the_rules():
+    isa = torch.backends.cpu.get_cpu_capability()
+    assert kernels() in (isa, isa + "+AMX", isa + "/AMD")
 
 
 def _grads(module, x, dtype):
@@ -75,22 +96,23 @@ def _grads(module, x, dtype):
     return y, x.grad, module.weight.grad
 
 
+@pytest.mark.parametrize("both", [True, False], ids=["both", "weight-only"])  # AMD: weight only
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("cls,plain", [(GemmConv2d, nn.Conv2d), (GemmConvTranspose2d,
                                                                   nn.ConvTranspose2d)])
-def test_product_passes_match_the_plain_module(cls, plain, dtype, monkeypatch):
+def test_product_passes_match_the_plain_module(cls, plain, dtype, both, monkeypatch):
     torch.manual_seed(0)
     ours = cls(16, 8).to(memory_format=torch.channels_last)
     ref = plain(16, 8, 4, 2, 1, bias=False).to(memory_format=torch.channels_last)
     ref.load_state_dict(ours.state_dict())  # same parameters, same names
     x = torch.randn(4, 16, 4, 6)  # non-square, and contiguous: the products make channels_last
-    _all_products(monkeypatch)
+    monkeypatch.setattr(gc, "plan", lambda *a, **k: Plan(conv=both, weight=True))
     taken: list = []
     for name in ("weight_grad", "conv_product"):
         _spy(monkeypatch, name, taken)
     y, gx, gw = _grads(ours, x, dtype)
     y0, gx0, gw0 = _grads(ref, x, dtype)
-    assert sorted(set(taken)) == ["conv_product", "weight_grad"], taken
+    assert sorted(set(taken)) == ["conv_product", "weight_grad"][not both:], taken
     assert gw.dtype == torch.float32 and y.dtype == dtype
     tol = 2e-2 if dtype == torch.bfloat16 else 1e-4
     torch.testing.assert_close(y, y0, rtol=tol, atol=tol)
