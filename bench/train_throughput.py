@@ -6,7 +6,9 @@ Fashion-MNIST, Adam 2e-4/0.5, non-saturating BCE losses) for the same number of 
 after the same warm-up, one after the other on the same machine, each in its own process. The
 reference is ../shared/reference/dcgan_reference.py (per-image PIL transforms in DataLoader
 workers, eager fp32). Prints one JSON object with images/s for each and the ratios, and the CPU's
-capability with the precision `--precision auto` chose on it (bf16 only with native bf16).
+capability with the precision `--precision auto` chose on it (bf16 only with native bf16), and
+the hardware's bound (bench/ceiling.py: a step's counted FLOPs at this CPU's matrix-product peak)
+as `ratio_vs_reference.bound`, the most any ratio could be here.
 
 --ops instead times every ATen call of training steps, summed per operator (a dispatch mode:
 torch.profiler's own overhead inflates the small operators several times).
@@ -39,6 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from train.data import cache_dir, prepare_debian_fashion_mnist  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))  # as a script or as python -m bench.train_throughput
+from ceiling import ceiling  # noqa: E402
 
 # The reference loop sits in the shared folder beside the main checkout (../shared) or, from a
 # worktree under /work/wt/NAME, two levels up; --reference overrides both.
@@ -259,12 +264,20 @@ def main() -> None:
     for key, name, extra in variants:
         runs[key] = ours(name, extra, args.steps, args.warmup, args.device)
     ref = runs["reference"]["images_per_s"]
+    bound = None
+    if args.device == "cpu":
+        with trainer_for(textbook) as (trainer, groups):
+            bound = ceiling(trainer, groups)
+    ratios = {k: round(v["images_per_s"] / ref, 2) for k, v in runs.items()}
+    if bound:  # the hardware's limit, in the same units: what a ratio could be at most here
+        ratios["bound"] = round(bound["bound_images_per_s"] / ref, 2)
     print(json.dumps({
         "benchmark": "train_throughput", "config": "64x64 ngf=ndf=64 nz=100 batch 64",
         "device": args.device,
         "machine": machine(args.device),
         "runs": runs,
-        "ratio_vs_reference": {k: round(v["images_per_s"] / ref, 2) for k, v in runs.items()},
+        "ceiling": bound,
+        "ratio_vs_reference": ratios,
     }, indent=2))
 
 
