@@ -9,27 +9,42 @@ Adam, copies), so a real step stays below it.
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections.abc import Callable
 
 # A square product large enough to reach the kernel's peak, small enough to time in seconds
 PEAK_N = 2048
 
 
-def matmul_gflops(dtype, n: int = PEAK_N, reps: int = 8, tries: int = 3) -> float:
-    """GFLOP/s of an n x n x n matrix product at `dtype` (what torch's CPU kernels reach: MKL in
-    fp32, oneDNN in bf16), the best of `tries` means over `reps` products."""
+def timed(fn: Callable[[], object], min_seconds: float, min_reps: int) -> float:
+    """Median seconds of one call, after warm-up, over at least min_reps / min_seconds."""
+    for _ in range(2):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def matmul_gflops(device: str, n: int, min_seconds: float, dtype=None) -> float:
+    """GFLOP/s of an n x n x n matrix product on `device` at `dtype` (fp32 if None; on CPU that
+    is MKL's kernel in fp32, oneDNN's in bf16): the median call, timed as `timed` does."""
     import torch
 
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    for _ in range(2):
+    dtype = dtype or torch.float32
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+
+    def step() -> None:
         a @ b
-    best = 0.0
-    for _ in range(tries):
-        start = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start) / 1e9)
-    return round(best, 1)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return 2 * n**3 / timed(step, min_seconds, 3) / 1e9
 
 
 def step_gflop_per_image(trainer, groups, warmup: int = 2) -> float:
@@ -54,6 +69,6 @@ def ceiling(trainer, groups) -> dict:
 
     autocast = autocast_dtype(trainer.cfg.precision, torch.device("cpu"))
     gflop = step_gflop_per_image(trainer, groups)
-    peak = matmul_gflops(autocast or torch.float32)
+    peak = round(matmul_gflops("cpu", PEAK_N, 2.0, autocast), 1)
     return {"precision": PRECISION_NAMES[autocast], "gflop_per_image": round(gflop, 3),
             f"matmul_{PEAK_N}_gflops": peak, "bound_images_per_s": round(peak / gflop, 1)}

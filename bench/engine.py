@@ -20,16 +20,15 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+from ceiling import matmul_gflops, timed  # bench/ceiling.py, beside this script
 from torch import nn
 
 from export.onnx import to_onnx
@@ -51,31 +50,6 @@ def generator_flops(g: Generator) -> int:
             flops += 2 * m.in_channels * m.out_channels * k * k * size * size
             size = (size - 1) * s - 2 * p + k
     return flops
-
-
-def timed(fn: Callable[[], object], min_seconds: float, min_reps: int) -> float:
-    """Median seconds of one call, after warm-up, over at least min_reps / min_seconds."""
-    for _ in range(2):
-        fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_reps or time.perf_counter() - start < min_seconds:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def matmul_gflops(device: str, n: int, min_seconds: float) -> float:
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-
-    def step() -> None:
-        a @ b
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    return 2 * n**3 / timed(step, min_seconds, 3) / 1e9
 
 
 def build(nz: int, ngf: int, channels: int, size: int) -> Generator:
