@@ -63,8 +63,9 @@ class Plan:
 def plan(transposed: bool, c_in: int, c_out: int, pixels: int, bf16: bool, isa: str) -> Plan:
     """The rules, for a layer of c_in -> c_out channels on an input of `pixels` = H * W, at bf16
     autocast or fp32, with the kernels `isa` names (`kernels()`). From bench/conv_passes.py,
-    where each rule gained on every layer it covers; other CPUs (Arm, Intel's AVX-512 bf16 without
-    AMX, emulated bf16, ...) were not measured and keep oneDNN everywhere."""
+    where each rule gained on every layer it covers (but one, named in docs/training.md); other
+    CPUs (Arm, Intel's AVX-512 bf16 without AMX, emulated bf16, ...) were not measured and keep
+    oneDNN everywhere."""
     if isa.endswith("/AMD"):  # Zen 4: oneDNN's backward-weights pass is the slow one there; MKL's
         # fp32 products lose to oneDNN's AVX-512 kernels (so AVX512/AMD fp32 keeps oneDNN)
         measured = isa == ("AVX512/AMD" if bf16 else "AVX2/AMD")
