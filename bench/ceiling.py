@@ -53,9 +53,9 @@ def step_gflop_per_image(trainer, groups, warmup: int = 2) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     for i in range(warmup):
-        trainer._train_step(groups[i])
+        trainer.train_step(groups[i])
     with FlopCounterMode(display=False) as counter:
-        trainer._train_step(groups[warmup])
+        trainer.train_step(groups[warmup])
     return counter.get_total_flops() / trainer.cfg.batch_size / 1e9
 
 

@@ -112,7 +112,7 @@ def trainer_for(overrides: dict):
         trainer = Trainer(TrainConfig(**overrides, out=f"{tmp}/run"), device,
                           distributed.init(device))
         try:
-            yield trainer, trainer._epoch_batches(0)
+            yield trainer, trainer.epoch_batches(0)
         finally:
             trainer.close()
 
@@ -125,11 +125,11 @@ def profile(overrides: dict, warmup: int, steps: int, top: int = 15) -> dict:
 
     with trainer_for(overrides) as (trainer, groups):
         for i in range(warmup):
-            trainer._train_step(groups[i])
+            trainer.train_step(groups[i])
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             for i in range(warmup, warmup + steps):
-                trainer._train_step(groups[i])
-            trainer._acc.tolist()  # the host sync the loop does at its logging steps
+                trainer.train_step(groups[i])
+            trainer.sync()
         batch = trainer.cfg.batch_size
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
@@ -167,16 +167,16 @@ def op_times(overrides: dict, warmup: int, steps: int, top: int = 15) -> dict:
 
     with trainer_for(overrides) as (trainer, groups):
         for i in range(warmup):
-            trainer._train_step(groups[i])
-        trainer._acc.tolist()
+            trainer.train_step(groups[i])
+        trainer.sync()
         start = time.perf_counter()
         for i in range(warmup, warmup + steps):
-            trainer._train_step(groups[i])
-        trainer._acc.tolist()
+            trainer.train_step(groups[i])
+        trainer.sync()
         step_ms = (time.perf_counter() - start) / steps * 1e3
         with Timed():
             for i in range(warmup + steps, warmup + 2 * steps):
-                trainer._train_step(groups[i % len(groups)])
+                trainer.train_step(groups[i % len(groups)])
     total = sum(spent.values())
     return {"config": overrides, "steps": steps, "ms_per_step": round(step_ms, 1),
             "ops_ms_per_step": round(total / steps * 1e3, 1),
@@ -196,17 +196,17 @@ def gemm_ab(overrides: dict, warmup: int, blocks: int = 4, steps: int = 6) -> di
     with trainer_for(overrides) as (trainer, groups):
         i, batch = 0, trainer.cfg.batch_size
         for i in range(warmup):
-            trainer._train_step(groups[i])
+            trainer.train_step(groups[i])
         try:
             for block in range(blocks):
                 for side in ("on", "off") if block % 2 == 0 else ("off", "on"):
                     gc.ENABLED = side == "on"
-                    trainer._acc.tolist()  # host sync: the block starts with nothing queued
+                    trainer.sync()  # host sync: the block starts with nothing queued
                     start = time.perf_counter()
                     for _ in range(steps):
                         i += 1
-                        trainer._train_step(groups[i % len(groups)])
-                    trainer._acc.tolist()
+                        trainer.train_step(groups[i % len(groups)])
+                    trainer.sync()
                     rates[side].append(steps * batch / (time.perf_counter() - start))
         finally:
             gc.ENABLED = True

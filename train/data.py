@@ -23,7 +23,7 @@ from PIL import Image
 
 from gan.atomic import atomic_write
 from gan.errors import UserError
-from train.config import TrainConfig
+from train.config import ConfigError, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,17 @@ class ImageData:
     @property
     def channels(self) -> int:
         return int(self.images.shape[1])
+
+
+def class_labels(config: TrainConfig, images: ImageData) -> torch.Tensor | None:
+    """The (N,) labels a --conditional run trains with; None for an unconditional one."""
+    if not config.conditional:
+        return None
+    if images.labels is None or len(images.class_names) < 2:
+        raise ConfigError(f"--conditional needs labelled data with at least 2 classes; "
+                          f"{config.data_dir or config.dataset} has none (a folder dataset needs "
+                          "one sub-folder per class)")
+    return images.labels
 
 
 def load(config: TrainConfig, *, download: bool = True) -> ImageData:

@@ -59,7 +59,7 @@ class Trainer:
         self.cfg = cfg = replace(cfg, channels=images.channels)
         self.class_names = images.class_names
         self.images = images.images.to(device)  # (N, C, h, w) uint8, gathered per batch
-        self.labels = self._labels(cfg, images)
+        self.labels = data.class_labels(cfg, images)
         if self.labels is not None:
             self.labels = self.labels.to(device)  # (N,) int64, gathered with the images
         classes = len(self.class_names) if cfg.conditional else 0
@@ -121,16 +121,6 @@ class Trainer:
         self._last_sample: Path | None = None
         self.summary: TrainSummary | None = None  # rank 0, once fit() returns
 
-    @staticmethod
-    def _labels(cfg: TrainConfig, images: data.ImageData) -> torch.Tensor | None:
-        if not cfg.conditional:
-            return None
-        if images.labels is None or len(images.class_names) < 2:
-            raise ConfigError(f"--conditional needs labelled data with at least 2 classes; "
-                              f"{cfg.data_dir or cfg.dataset} has none (a folder dataset needs "
-                              "one sub-folder per class)")
-        return images.labels
-
     def _compiled(self, module: nn.Module) -> nn.Module:
         """torch.compile'd (fixed shapes: every batch has batch_size images) or as is."""
         if not self.cfg.compile:
@@ -188,8 +178,8 @@ class Trainer:
         while self.step < self.total_steps:
             epoch, offset = divmod(self.step, self.steps_per_epoch)
             stop = interrupted = False
-            for group in self._epoch_batches(epoch)[offset:]:
-                self._train_step(group)
+            for group in self.epoch_batches(epoch)[offset:]:
+                self.train_step(group)
                 self.step += 1
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     self._log(epoch)
@@ -219,7 +209,7 @@ class Trainer:
         spent = time.perf_counter() - self._began >= self.cfg.max_seconds
         return distrib.any_rank(spent, self.dist)
 
-    def _epoch_batches(self, epoch: int) -> torch.Tensor:
+    def epoch_batches(self, epoch: int) -> torch.Tensor:
         """This rank's shuffled indices for `epoch`, as (steps, d_steps, batch); a pure function
         of (seed, epoch, rank), which is what makes resuming mid-epoch exact."""
         self.sampler.set_epoch(epoch)
@@ -232,7 +222,7 @@ class Trainer:
         x = data.to_model_input(self.images[idx], self.cfg.image_size)  # (B, C, S, S) in [-1, 1]
         return x.contiguous(memory_format=self.memory_format)
 
-    def _train_step(self, group: torch.Tensor) -> None:
+    def train_step(self, group: torch.Tensor) -> None:
         """k discriminator steps, then one generator step; group is (k, B) image indices."""
         cfg, loss = self.cfg, self.loss
         k = group.shape[0]
@@ -276,6 +266,11 @@ class Trainer:
             self._acc += torch.stack([loss_d.float(), loss_g.float(), loss.score(d_real),
                                       loss.score(d_fake)])
         self._acc_steps += 1
+
+    def sync(self) -> None:
+        """Wait for every queued step: the host sync the loop makes at its logging steps (benches
+        time whole blocks of `train_step` between two)."""
+        self._acc.tolist()
 
     def _log(self, epoch: int) -> None:
         """The one host sync: averages since the last log, and images/s over that span."""

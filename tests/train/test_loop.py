@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 
 from tests.helpers import TINY, train_on_flat_folder, train_tiny
-from train import checkpoint
+from train import checkpoint, distributed
 from train.checkpoint import CheckpointError
-from train.config import LOSSES, ConfigError
+from train.config import LOSSES, ConfigError, TrainConfig
+from train.loop import Trainer
 from train.run import run
 
 pytestmark = pytest.mark.fashion_mnist
@@ -160,3 +161,27 @@ def test_a_run_from_before_ema_resumes_without_it(tmp_path: Path) -> None:
     run({"max_steps": 3}, out=str(out), resume=True)
     resumed = checkpoint.load(out)
     assert resumed["step"] == 3 and "generator_ema" not in resumed
+
+
+def test_steps_driven_by_hand_are_the_steps_fit_takes(tmp_path: Path) -> None:
+    """The benches time `train_step` over `epoch_batches` (then `sync`); three steps driven so
+    leave G, D and the EMA where `gan train --max-steps 3` leaves them, bit for bit."""
+    fitted = _weights(train_tiny(tmp_path / "fit", max_steps=3))
+    device = torch.device("cpu")
+    trainer = Trainer(TrainConfig(**TINY, max_steps=3, out=str(tmp_path / "hand")), device,
+                      distributed.init(device))
+    try:
+        groups = trainer.epoch_batches(0)  # (steps, d_steps, batch) image indices
+        assert groups.shape == (trainer.steps_per_epoch, 1, TINY["batch_size"])
+        for group in groups[:3]:
+            trainer.train_step(group)
+        trainer.sync()
+        assert trainer.ema is not None
+        trainer.ema.calibrate(batch_size=trainer.cfg.batch_size)  # as checkpoints are saved
+        by_hand = {**{f"g.{k}": v for k, v in trainer.g.state_dict().items()},
+                   **{f"d.{k}": v for k, v in trainer.d.state_dict().items()},
+                   **{f"ema.{k}": v for k, v in trainer.ema.model.state_dict().items()}}
+    finally:
+        trainer.close()
+    differ = [k for k in fitted if not torch.equal(fitted[k], by_hand[k])]
+    assert fitted.keys() <= by_hand.keys() and not differ, differ
