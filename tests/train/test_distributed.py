@@ -44,6 +44,7 @@ def test_two_process_ddp_run(tmp_path: Path, loss: str) -> None:
 
 # Run under torchrun in place of `-m gan`: every conv pass a matrix product when asked to, and a
 # count of the layers that took them, so the test knows the product path ran.
+REPO = Path(__file__).parents[2]
 _PRODUCTS_RUNNER = '''
 import atexit, sys
 from train import gemm_conv
@@ -68,7 +69,7 @@ def _ddp_run(tmp_path: Path, name: str) -> tuple[dict[str, torch.Tensor], str]:
            "--standalone", str(runner), name, "train", "--split", "test", "--ngf", "8",
            "--ndf", "8", "--batch-size", "16", "--max-steps", "3", "--device", "cpu",
            "--precision", "fp32", "--num-samples", "4", "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     ckpt = checkpoint.load(out)
