@@ -42,9 +42,10 @@ def test_two_process_ddp_run(tmp_path: Path, loss: str) -> None:
     assert done.stdout.count("trained 3 steps (96 images)") == 1, done.stdout
 
 
+REPO = Path(__file__).parents[2]
+
 # Run under torchrun in place of `-m gan`: every conv pass a matrix product when asked to, and a
 # count of the layers that took them, so the test knows the product path ran.
-REPO = Path(__file__).parents[2]
 _PRODUCTS_RUNNER = '''
 import atexit, sys
 from train import gemm_conv
