@@ -223,7 +223,8 @@ class Trainer:
         return x.contiguous(memory_format=self.memory_format)
 
     def train_step(self, group: torch.Tensor) -> None:
-        """k discriminator steps, then one generator step; group is (k, B) image indices."""
+        """k discriminator steps, then one generator step; group is (k, B) image indices. The
+        caller counts steps (`fit` advances self.step)."""
         cfg, loss = self.cfg, self.loss
         k = group.shape[0]
         for i in range(k):
@@ -268,8 +269,8 @@ class Trainer:
         self._acc_steps += 1
 
     def sync(self) -> None:
-        """Wait for every queued step: the host sync the loop makes at its logging steps (benches
-        time whole blocks of `train_step` between two)."""
+        """Wait for every queued step, as `_log`'s read of the sums does at the loop's logging
+        steps (benches time whole blocks of `train_step` between two)."""
         self._acc.tolist()
 
     def _log(self, epoch: int) -> None:

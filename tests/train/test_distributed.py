@@ -13,6 +13,8 @@ import torch
 
 from train import checkpoint
 
+REPO = Path(__file__).parents[2]
+
 pytestmark = pytest.mark.fashion_mnist
 
 
@@ -42,10 +44,10 @@ def test_two_process_ddp_run(tmp_path: Path, loss: str) -> None:
     assert done.stdout.count("trained 3 steps (96 images)") == 1, done.stdout
 
 
-REPO = Path(__file__).parents[2]
 
-# Run under torchrun in place of `-m gan`: every conv pass a matrix product when asked to, and a
-# count of the layers that took them, so the test knows the product path ran.
+# Run under torchrun in place of `-m gan`: "products" makes every pass train/gemm_conv.py can do
+# as a matrix product one (the stride-2 layers' convolutions and weight gradients) and counts the
+# layers that took them, so the test knows the product path ran; "plain" switches it off.
 _PRODUCTS_RUNNER = '''
 import atexit, sys
 from train import gemm_conv
@@ -55,7 +57,10 @@ if sys.argv.pop(1) == "products":
         calls.append(1)
         return gemm_conv.Plan(conv=True, weight=True)
     gemm_conv.plan = every_pass
-    atexit.register(lambda: print("product plans:", len(calls), file=sys.stderr))
+    # one write: both ranks print at exit into one pipe
+    atexit.register(lambda: sys.stderr.write(f"product plans: {len(calls)}\\n"))
+else:
+    gemm_conv.ENABLED = False
 from gan.cli import main
 main()
 '''
@@ -70,7 +75,8 @@ def _ddp_run(tmp_path: Path, name: str) -> tuple[dict[str, torch.Tensor], str]:
            "--standalone", str(runner), name, "train", "--split", "test", "--ngf", "8",
            "--ndf", "8", "--batch-size", "16", "--max-steps", "3", "--device", "cpu",
            "--precision", "fp32", "--num-samples", "4", "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     ckpt = checkpoint.load(out)
@@ -86,9 +92,9 @@ def test_ddp_averages_the_matrix_product_passes_gradients(tmp_path: Path) -> Non
     product gradients zeroed, weights ended up to 2.5e-3 away (Adam steps of up to lr = 4e-4)."""
     plain, _ = _ddp_run(tmp_path, "plain")
     products, stderr = _ddp_run(tmp_path, "products")
-    assert stderr.count("product plans: ") == 2, stderr[-3000:]  # both ranks
-    assert all(int(line.split()[-1]) > 0 for line in stderr.splitlines()
-               if line.startswith("product plans: "))
+    counts = [line.split()[-1] for line in stderr.splitlines()
+              if line.startswith("product plans: ")]
+    assert len(counts) == 2 and all(int(c) > 0 for c in counts), stderr[-3000:]  # both ranks
     for k, v in plain.items():
         if v.is_floating_point():
             torch.testing.assert_close(products[k], v, rtol=0, atol=2e-5, msg=k)
