@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # as a script or as python -m bench.conv_passes
 
 import torch  # noqa: E402
-from train_throughput import machine  # noqa: E402
+from machine import machine  # noqa: E402
 
 import train.gemm_conv as gc  # noqa: E402
 from train.model import Discriminator, Generator  # noqa: E402

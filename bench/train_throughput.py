@@ -8,7 +8,9 @@ reference is ../shared/reference/dcgan_reference.py (per-image PIL transforms in
 workers, eager fp32). Prints one JSON object with images/s for each and the ratios, and the CPU's
 capability with the precision `--precision auto` chose on it (bf16 only with native bf16), and
 the hardware's bound (bench/ceiling.py: a step's counted FLOPs at this CPU's matrix-product peak)
-as `ratio_vs_reference.bound`, the most any ratio could be here.
+as `ratio_vs_reference.bound`, the most any ratio could be here. With --rounds N the runs repeat
+N times in turn and each ratio is the median of the N rounds' ratios (a shared host's speed
+drifts over minutes; one round's runs are neighbours in time).
 
 --ops instead times every ATen call of training steps, summed per operator (a dispatch mode:
 torch.profiler's own overhead inflates the small operators several times).
@@ -21,8 +23,8 @@ configuration and at `gan train`'s default one (32 px, batch 128), and prints th
 by self CPU time per step, with the share of the step spent in convolutions (forward and
 backward): what is left to remove once that share is near 100%.
 
-    python bench/train_throughput.py [--steps 40] [--warmup 10] [--reference PATH]
-                                     [--profile] [--ops] [--gemm-ab [--precision fp32]]
+    python bench/train_throughput.py [--steps 40] [--warmup 10] [--rounds 1] [--reference PATH]
+                                     [--profile] [--ops] [--gemm-ab [--precision fp32] [--blocks 4]]
 """
 
 from __future__ import annotations
@@ -30,8 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,13 +45,12 @@ from train.data import cache_dir, prepare_debian_fashion_mnist  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))  # as a script or as python -m bench.train_throughput
 from ceiling import ceiling  # noqa: E402
+from machine import machine  # noqa: E402
 
 # The reference loop sits in the shared folder beside the main checkout (../shared) or, from a
 # worktree under /work/wt/NAME, two levels up; --reference overrides both.
 REFERENCES = [ROOT.parent / "shared" / "reference" / "dcgan_reference.py",
               ROOT.parents[1] / "shared" / "reference" / "dcgan_reference.py"]
-# What caps the kernel libraries below the CPU's ISA (oneDNN, ATen, MKL: torch's fp32 matmuls)
-CAPS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
 TEXTBOOK = ["--image-size", "64", "--ngf", "64", "--ndf", "64", "--nz", "100",
             "--batch-size", "64", "--loss", "ns", "--lr-g", "2e-4", "--lr-d", "2e-4"]
 
@@ -79,22 +79,28 @@ def ours(name: str, extra: list[str], steps: int, warmup: int, device: str) -> d
     return {"impl": name, "images_per_s": round(ips, 2), "steps": steps, "flags": extra}
 
 
-def machine(device: str) -> dict:
-    """What the figures depend on: the CPU's vector capability, whether it has native bf16, and
-    the precision `gan train --precision auto` picks on `device` (bf16 only with native bf16)."""
-    import torch
-
-    from train import gemm_conv
-    from train.precision import PRECISION_NAMES, autocast_dtype
-
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
-            "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
-            "precision_auto": PRECISION_NAMES[autocast_dtype("auto", torch.device(device))],
-            "gemm_conv_kernels": gemm_conv.kernels(),
-            "kernel_caps": {k: os.environ[k] for k in CAPS if k in os.environ},
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
+def rounds(args: argparse.Namespace, root: Path, variants: list) -> tuple[dict, dict]:
+    """`--rounds` rounds of the reference then every variant, each ratio taken within its round
+    (on a host whose speed drifts over minutes, neighbours share the drift). Per run: the median
+    round's images/s and every round's; ratios: the median of the rounds' ratios."""
+    seen: dict[str, list[dict]] = {}
+    for _ in range(args.rounds):
+        seen.setdefault("reference", []).append(
+            reference(args.reference, root, args.steps, args.warmup))
+        for key, name, extra in variants:
+            seen.setdefault(key, []).append(ours(name, extra, args.steps, args.warmup,
+                                                 args.device))
+    refs = [r["images_per_s"] for r in seen["reference"]]
+    runs, ratios = {}, {}
+    for key, results in seen.items():
+        rates = [r["images_per_s"] for r in results]
+        each = [x / y for x, y in zip(rates, refs, strict=True)]
+        runs[key] = {**results[0], "images_per_s": statistics.median(rates)}
+        ratios[key] = round(statistics.median(each), 2)
+        if args.rounds > 1:
+            runs[key]["rounds"] = rates
+            ratios[key + "_rounds"] = [round(x, 2) for x in each]
+    return runs, ratios
 
 
 @contextlib.contextmanager
@@ -218,6 +224,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=40, help="timed generator steps")
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps first (compilation)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="rounds of every run, ratios taken within each round (noisy hosts)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="device of the gan train runs (the reference loop is CPU-only)")
     ap.add_argument("--reference", type=Path,
@@ -231,15 +239,19 @@ def main() -> None:
                     help="instead: train/gemm_conv's product passes on vs off, in one process "
                          "(textbook and default configuration)")
     ap.add_argument("--precision", default="auto", help="--gemm-ab's precision (auto, fp32, bf16)")
+    ap.add_argument("--blocks", type=int, default=4,
+                    help="--gemm-ab's interleaved blocks of 6 steps per side")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     textbook = {"image_size": 64, "ngf": 64, "ndf": 64, "nz": 100, "batch_size": 64,
                 "lr_g": 2e-4, "lr_d": 2e-4}
     if args.gemm_ab:
         prec = {"precision": args.precision}
         print(json.dumps({"benchmark": "gemm_conv_ab", "machine": machine("cpu"),
                           "precision": args.precision,
-                          "textbook-64px": gemm_ab({**textbook, **prec}, 5),
-                          "default-32px": gemm_ab(prec, 5)}, indent=2))
+                          "textbook-64px": gemm_ab({**textbook, **prec}, 5, args.blocks),
+                          "default-32px": gemm_ab(prec, 5, args.blocks)}, indent=2))
         return
     if args.ops:
         print(json.dumps({"benchmark": "train_op_times", "machine": machine("cpu"),
@@ -260,15 +272,12 @@ def main() -> None:
     variants.append(("gan_train_compiled", "gan train --compile", ["--compile"]))
     if args.device == "cuda":
         variants.append(("gan_train_fp32", "gan train --precision fp32", ["--precision", "fp32"]))
-    runs = {"reference": reference(args.reference, root, args.steps, args.warmup)}
-    for key, name, extra in variants:
-        runs[key] = ours(name, extra, args.steps, args.warmup, args.device)
+    runs, ratios = rounds(args, root, variants)
     ref = runs["reference"]["images_per_s"]
     bound = None
     if args.device == "cpu":
         with trainer_for(textbook) as (trainer, groups):
             bound = ceiling(trainer, groups)
-    ratios = {k: round(v["images_per_s"] / ref, 2) for k, v in runs.items()}
     if bound:  # the hardware's limit, in the same units: what a ratio could be at most here
         ratios["bound"] = round(bound["bound_images_per_s"] / ref, 2)
     print(json.dumps({

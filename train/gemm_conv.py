@@ -11,7 +11,8 @@ oneDNN's convolution kernels leave speed on the table in DCGAN's middle layers: 
   on 4x4 27.8 / 59.0 -> 26.4 / 48.0.
 - on an AMD EPYC (Zen 4: AVX-512 bf16, no AMX), the weight gradient alone, of the deep layers:
   bf16 D 256->512 on 8x8, backward 38.5 -> 27.2 (fp32 products, which are MKL's, lose there to
-  oneDNN's AVX-512 kernels and win only against its AVX2 ones).
+  oneDNN's AVX-512 kernels; against its AVX2 ones some layers won alone, but whole training steps
+  did not: 0.976-1.05x in three A/Bs, so fp32 keeps oneDNN there too).
 
 The passes are `Plan.conv` (the one that is a plain strided convolution: a conv's forward, a
 transposed conv's input gradient) and `Plan.weight` (the weight gradient); the other one (a
@@ -40,7 +41,7 @@ DEEP_CHANNELS = 256 * 512
 DEEPEST_PIXELS = {False: 8 * 8, True: 4 * 4}  # by `transposed`
 # Largest input H*W that gains in bf16 (AMX): shallower layers' patches are 4x a large activation.
 BF16_PIXELS = {False: 16 * 16, True: 8 * 8}
-# On AMD (Zen 4), bf16 with AVX-512 or fp32 with AVX2 kernels: the weight gradient alone, from
+# On AMD (Zen 4), bf16 with AVX-512 kernels: the weight gradient alone, from
 # c_in * c_out = 128 * 256 on inputs up to 8x8 (G 512->256, 256->128, D 256->512 at 64 px; G
 # 256->128, D 128->256 at 32 px); narrower or larger layers were even or lost.
 AMD_WEIGHT_CHANNELS = 128 * 256
@@ -66,9 +67,9 @@ def plan(transposed: bool, c_in: int, c_out: int, pixels: int, bf16: bool, isa: 
     where each rule gained on every layer it covers (but one, named in docs/training.md); other
     CPUs (Arm, Intel's AVX-512 bf16 without AMX, emulated bf16, ...) were not measured and keep
     oneDNN everywhere."""
-    if isa.endswith("/AMD"):  # Zen 4: oneDNN's backward-weights pass is the slow one there; MKL's
-        # fp32 products lose to oneDNN's AVX-512 kernels (so AVX512/AMD fp32 keeps oneDNN)
-        measured = isa == ("AVX512/AMD" if bf16 else "AVX2/AMD")
+    if isa.endswith("/AMD"):  # Zen 4: oneDNN's bf16 backward-weights pass is the slow one there;
+        # in fp32 (MKL's products) whole steps gained nowhere, with AVX-512 or AVX2 kernels
+        measured = bf16 and isa == "AVX512/AMD"
         weight = pixels <= AMD_WEIGHT_PIXELS and c_in * c_out >= AMD_WEIGHT_CHANNELS
         return Plan(conv=False, weight=measured and weight)
     if bf16:
