@@ -12,7 +12,7 @@ oneDNN's convolution kernels leave speed on the table in DCGAN's middle layers: 
 - on an AMD EPYC (Zen 4: AVX-512 bf16, no AMX), the weight gradient alone, of the deep layers:
   bf16 D 256->512 on 8x8, backward 38.5 -> 27.2 (fp32 products, which are MKL's, lose there to
   oneDNN's AVX-512 kernels; against its AVX2 ones some layers won alone, but whole training steps
-  did not: 0.976-1.05x in three A/Bs, so fp32 keeps oneDNN there too).
+  did not: 0.973-1.05x in three A/Bs, so fp32 keeps oneDNN there too).
 
 The passes are `Plan.conv` (the one that is a plain strided convolution: a conv's forward, a
 transposed conv's input gradient) and `Plan.weight` (the weight gradient); the other one (a
@@ -64,7 +64,7 @@ class Plan:
 def plan(transposed: bool, c_in: int, c_out: int, pixels: int, bf16: bool, isa: str) -> Plan:
     """The rules, for a layer of c_in -> c_out channels on an input of `pixels` = H * W, at bf16
     autocast or fp32, with the kernels `isa` names (`kernels()`). From bench/conv_passes.py,
-    where each rule gained on every layer it covers (but one, named in docs/training.md); other
+    where each rule gained on every layer it covers; other
     CPUs (Arm, Intel's AVX-512 bf16 without AMX, emulated bf16, ...) were not measured and keep
     oneDNN everywhere."""
     if isa.endswith("/AMD"):  # Zen 4: oneDNN's bf16 backward-weights pass is the slow one there;

@@ -44,7 +44,6 @@ def test_two_process_ddp_run(tmp_path: Path, loss: str) -> None:
     assert done.stdout.count("trained 3 steps (96 images)") == 1, done.stdout
 
 
-
 # Run under torchrun in place of `-m gan`: "products" makes every pass train/gemm_conv.py can do
 # as a matrix product one (the stride-2 layers' convolutions and weight gradients) and counts the
 # layers that took them, so the test knows the product path ran; "plain" switches it off.
