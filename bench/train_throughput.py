@@ -16,7 +16,9 @@ drifts over minutes; one round's runs are neighbours in time).
 torch.profiler's own overhead inflates the small operators several times).
 
 --gemm-ab instead times train/gemm_conv's matrix-product passes on and off in one process, at the
-precision --precision names (auto: what `gan train` picks).
+precision --precision names (auto: what `gan train` picks); --rules ISA takes the rules of another
+kernel name (train/gemm_conv.kernels(): AVX2, AVX512+AMX, AVX512/AMD, ...), to see whether a rule
+measured on one CPU would gain on this one (an AMD CPU takes no fp32 products under its own rule).
 
 --profile instead profiles training steps in this process with torch.profiler, at the textbook
 configuration and at `gan train`'s default one (32 px, batch 128), and prints the top operators
@@ -24,13 +26,15 @@ by self CPU time per step, with the share of the step spent in convolutions (for
 backward): what is left to remove once that share is near 100%.
 
     python bench/train_throughput.py [--steps 40] [--warmup 10] [--rounds 1] [--reference PATH]
-                                     [--profile] [--ops] [--gemm-ab [--precision fp32] [--blocks 4]]
+                                     [--profile] [--ops]
+                                     [--gemm-ab [--precision fp32] [--blocks 4] [--rules AVX2]]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import statistics
 import subprocess
@@ -191,19 +195,24 @@ def op_times(overrides: dict, warmup: int, steps: int, top: int = 15) -> dict:
                     for k, v in spent.most_common(top)]}
 
 
-def gemm_ab(overrides: dict, warmup: int, blocks: int = 4, steps: int = 6) -> dict:
+def gemm_ab(overrides: dict, warmup: int, blocks: int = 4, steps: int = 6,
+            rules: str | None = None) -> dict:
     """train/gemm_conv's product path on and off, interleaved in blocks of `steps` training steps
-    of one Trainer (so load hits both sides alike), after `warmup` untimed steps: images/s each."""
+    of one Trainer (so load hits both sides alike), after `warmup` untimed steps: images/s each.
+    rules: the kernel name whose rules the "on" side follows (None: this CPU's own)."""
     import time
 
     import train.gemm_conv as gc
 
     rates: dict[str, list[float]] = {"on": [], "off": []}
-    with trainer_for(overrides) as (trainer, groups):
-        i, batch = 0, trainer.cfg.batch_size
-        for i in range(warmup):
-            trainer.train_step(groups[i])
-        try:
+    own = gc.kernels
+    if rules is not None:  # _plan_for reads the module's kernels() at every call
+        gc.kernels = lambda: rules  # type: ignore[assignment]
+    try:
+        with trainer_for(overrides) as (trainer, groups):
+            i, batch = 0, trainer.cfg.batch_size
+            for i in range(warmup):
+                trainer.train_step(groups[i])
             for block in range(blocks):
                 for side in ("on", "off") if block % 2 == 0 else ("off", "on"):
                     gc.ENABLED = side == "on"
@@ -214,8 +223,8 @@ def gemm_ab(overrides: dict, warmup: int, blocks: int = 4, steps: int = 6) -> di
                         trainer.train_step(groups[i % len(groups)])
                     trainer.sync()
                     rates[side].append(steps * batch / (time.perf_counter() - start))
-        finally:
-            gc.ENABLED = True
+    finally:
+        gc.ENABLED, gc.kernels = True, own  # type: ignore[assignment]
     mean = {k: round(sum(v) / len(v), 1) for k, v in rates.items()}
     return {"images_per_s": mean, "ratio_on_vs_off": round(mean["on"] / mean["off"], 3)}
 
@@ -241,6 +250,8 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", help="--gemm-ab's precision (auto, fp32, bf16)")
     ap.add_argument("--blocks", type=int, default=4,
                     help="--gemm-ab's interleaved blocks of 6 steps per side")
+    ap.add_argument("--rules", default=None,
+                    help="--gemm-ab: follow another kernel name's rules (AVX2, AVX512+AMX, ...)")
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
@@ -248,10 +259,11 @@ def main() -> None:
                 "lr_g": 2e-4, "lr_d": 2e-4}
     if args.gemm_ab:
         prec = {"precision": args.precision}
+        ab = functools.partial(gemm_ab, warmup=5, blocks=args.blocks, rules=args.rules)
         print(json.dumps({"benchmark": "gemm_conv_ab", "machine": machine("cpu"),
-                          "precision": args.precision,
-                          "textbook-64px": gemm_ab({**textbook, **prec}, 5, args.blocks),
-                          "default-32px": gemm_ab(prec, 5, args.blocks)}, indent=2))
+                          "precision": args.precision, "rules": args.rules or "own",
+                          "textbook-64px": ab({**textbook, **prec}),
+                          "default-32px": ab(prec)}, indent=2))
         return
     if args.ops:
         print(json.dumps({"benchmark": "train_op_times", "machine": machine("cpu"),
