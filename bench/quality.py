@@ -47,6 +47,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # as a script or as python -m bench.quality
+from machine import machine  # noqa: E402  # the record only: runs are `gan` subprocesses
 
 # The textbook configuration keeps its recipe's learning rate (2e-4); before-12-32px is the
 # default recipe before issue 12 raised the learning rates to 4e-4.
@@ -158,12 +160,6 @@ def _budgets(ap: argparse.ArgumentParser, text: str) -> list[float]:
     return parts
 
 
-def _cpu_capability() -> str:
-    import torch  # only for the record: training and scoring run in `gan` subprocesses
-
-    return str(torch.backends.cpu.get_cpu_capability())
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", default="300", help="equal wall-clock budgets (comma list of "
@@ -223,8 +219,7 @@ def main() -> None:
             results.append(_scored(row, run, args, f"equal_images-{name}"))
     report = {"benchmark": "quality", "argv": sys.argv[1:], "features": "classifier", "n": args.n,
               "dataset": "fashion-mnist", "seed": args.seed,
-              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                          "cpu_capability": _cpu_capability(),
+              "machine": {**machine("cpu"), "platform": platform.platform(),
                           "load_average_start_end": [load_at_start, os.getloadavg()]},
               "results": results}
     text = json.dumps(report, indent=2)
