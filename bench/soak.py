@@ -27,7 +27,6 @@ import argparse
 import collections
 import json
 import os
-import platform
 import random
 import signal
 import subprocess
@@ -46,6 +45,9 @@ import grpc  # noqa: E402
 from serve._proto.gan.v1 import generator_pb2 as pb  # noqa: E402
 from serve._proto.gan.v1 import generator_pb2_grpc as pb_grpc  # noqa: E402
 from serve.images import TO_PB  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))  # as a script or as python -m bench.soak
+from machine import cpu_name  # noqa: E402  # torch-free: it imports torch only in machine()
 
 SEEDS = range(8)
 SIZES = {"small": (1, 4), "large": (64,), "stream": (64,)}
@@ -236,14 +238,6 @@ class Traffic:
                         time.sleep(0.5)  # the server is restarting
 
 
-def _cpu_name() -> str:
-    try:
-        rows = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(r.split(":", 1)[1].strip() for r in rows if r.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="an exported generator (default: a tiny one)")
@@ -287,7 +281,7 @@ def soak(model: Path, seconds: float, threads: int, max_requests: int) -> dict[s
         totals.update(counts)
     return {
         "command": "python bench/soak.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                     "load_average_at_end": [round(x, 1) for x in os.getloadavg()]},
         "seconds": round(time.monotonic() - began, 1), "callers": threads,
         "requests": {k: dict(v) for k, v in sorted(traffic.codes.items())},

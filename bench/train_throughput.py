@@ -55,6 +55,8 @@ from machine import machine  # noqa: E402
 # worktree under /work/wt/NAME, two levels up; --reference overrides both.
 REFERENCES = [ROOT.parent / "shared" / "reference" / "dcgan_reference.py",
               ROOT.parents[1] / "shared" / "reference" / "dcgan_reference.py"]
+# The kernel names train/gemm_conv.plan has rules for (gemm_conv.kernels() on each CPU)
+RULE_NAMES = ["AVX2", "AVX512", "AVX512+AMX", "AVX2/AMD", "AVX512/AMD"]
 TEXTBOOK = ["--image-size", "64", "--ngf", "64", "--ndf", "64", "--nz", "100",
             "--batch-size", "64", "--loss", "ns", "--lr-g", "2e-4", "--lr-d", "2e-4"]
 
@@ -226,7 +228,8 @@ def gemm_ab(overrides: dict, warmup: int, blocks: int = 4, steps: int = 6,
     finally:
         gc.ENABLED, gc.kernels = True, own  # type: ignore[assignment]
     mean = {k: round(sum(v) / len(v), 1) for k, v in rates.items()}
-    return {"images_per_s": mean, "ratio_on_vs_off": round(mean["on"] / mean["off"], 3)}
+    return {"images_per_s": mean, "ratio_on_vs_off": round(mean["on"] / mean["off"], 3),
+            "blocks": {k: [round(x, 1) for x in v] for k, v in rates.items()}}
 
 
 def main() -> None:
@@ -250,11 +253,13 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", help="--gemm-ab's precision (auto, fp32, bf16)")
     ap.add_argument("--blocks", type=int, default=4,
                     help="--gemm-ab's interleaved blocks of 6 steps per side")
-    ap.add_argument("--rules", default=None,
-                    help="--gemm-ab: follow another kernel name's rules (AVX2, AVX512+AMX, ...)")
+    ap.add_argument("--rules", default=None, choices=RULE_NAMES,
+                    help="--gemm-ab: follow another kernel name's rules instead of this CPU's")
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
+    if args.rules and not args.gemm_ab:
+        ap.error("--rules applies to --gemm-ab only")
     textbook = {"image_size": 64, "ngf": 64, "ndf": 64, "nz": 100, "batch_size": 64,
                 "lr_g": 2e-4, "lr_d": 2e-4}
     if args.gemm_ab:
