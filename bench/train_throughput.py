@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from train.data import cache_dir, prepare_debian_fashion_mnist  # noqa: E402
+from train.gemm_conv import KERNEL_NAMES  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))  # as a script or as python -m bench.train_throughput
 from ceiling import ceiling  # noqa: E402
@@ -55,8 +56,6 @@ from machine import machine  # noqa: E402
 # worktree under /work/wt/NAME, two levels up; --reference overrides both.
 REFERENCES = [ROOT.parent / "shared" / "reference" / "dcgan_reference.py",
               ROOT.parents[1] / "shared" / "reference" / "dcgan_reference.py"]
-# The kernel names train/gemm_conv.plan has rules for (gemm_conv.kernels() on each CPU)
-RULE_NAMES = ["AVX2", "AVX512", "AVX512+AMX", "AVX2/AMD", "AVX512/AMD"]
 TEXTBOOK = ["--image-size", "64", "--ngf", "64", "--ndf", "64", "--nz", "100",
             "--batch-size", "64", "--loss", "ns", "--lr-g", "2e-4", "--lr-d", "2e-4"]
 
@@ -208,9 +207,7 @@ def gemm_ab(overrides: dict, warmup: int, blocks: int = 4, steps: int = 6,
     import train.gemm_conv as gc
 
     rates: dict[str, list[float]] = {"on": [], "off": []}
-    own = gc.kernels
-    if rules is not None:  # _plan_for reads the module's kernels() at every call
-        gc.kernels = lambda: rules  # type: ignore[assignment]
+    gc.RULES_OF = rules
     try:
         with trainer_for(overrides) as (trainer, groups):
             i, batch = 0, trainer.cfg.batch_size
@@ -228,7 +225,7 @@ def gemm_ab(overrides: dict, warmup: int, blocks: int = 4, steps: int = 6,
                     trainer.sync()
                     rates[side].append(steps * batch / (time.perf_counter() - start))
     finally:
-        gc.ENABLED, gc.kernels = True, own  # type: ignore[assignment]
+        gc.ENABLED, gc.RULES_OF = True, None
     mean = {k: round(sum(v) / len(v), 1) for k, v in rates.items()}
     return {"images_per_s": mean, "ratio_on_vs_off": round(mean["on"] / mean["off"], 3),
             "blocks": {k: [round(x, 1) for x in v] for k, v in rates.items()}}
@@ -255,7 +252,7 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", help="--gemm-ab's precision (auto, fp32, bf16)")
     ap.add_argument("--blocks", type=int, default=4,
                     help="--gemm-ab's interleaved blocks of 6 steps per side")
-    ap.add_argument("--rules", default=None, choices=RULE_NAMES,
+    ap.add_argument("--rules", default=None, choices=KERNEL_NAMES,
                     help="--gemm-ab: follow another kernel name's rules instead of this CPU's")
     args = ap.parse_args()
     if args.rounds < 1:

@@ -46,8 +46,13 @@ BF16_PIXELS = {False: 16 * 16, True: 8 * 8}
 # 256->128, D 128->256 at 32 px); narrower or larger layers were even or lost.
 AMD_WEIGHT_CHANNELS = 128 * 256
 AMD_WEIGHT_PIXELS = 8 * 8
+# The kernel names `plan` has rules for (what `kernels()` returns on the CPUs measured)
+KERNEL_NAMES = ("AVX2", "AVX512", "AVX512+AMX", "AVX2/AMD", "AVX512/AMD")
 # False: the plain modules everywhere (bench/train_throughput.py --gemm-ab times both sides)
 ENABLED = True
+# One of KERNEL_NAMES: follow its rules instead of this CPU's (the bench's --gemm-ab --rules,
+# to see whether a rule measured on one CPU gains on another)
+RULES_OF: str | None = None
 
 
 @dataclass(frozen=True)
@@ -220,7 +225,7 @@ def _plan_for(module: nn.Conv2d | nn.ConvTranspose2d, x: torch.Tensor, transpose
     else:
         return None
     p = plan(transposed, module.in_channels, module.out_channels, x.shape[-2] * x.shape[-1],
-             bf16=dtype == torch.bfloat16, isa=kernels())
+             bf16=dtype == torch.bfloat16, isa=RULES_OF or kernels())
     return (p, dtype) if p.conv or p.weight else None
 
 

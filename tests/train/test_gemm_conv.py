@@ -237,3 +237,14 @@ def test_a_parametrized_weight_is_computed_once_per_forward(monkeypatch):
     monkeypatch.setattr(gc, "ENABLED", False)
     conv(x)  # the plain one
     assert taken == ["conv_product"] and Counting.calls == 2
+
+
+def test_rules_of_another_cpu_replace_this_ones(monkeypatch):
+    """RULES_OF (the bench's --gemm-ab --rules) makes a layer follow that kernel name's rules
+    whatever this CPU is: Intel's fp32 rule takes D's deepest layer as products, AMD's none."""
+    conv = GemmConv2d(256, 512)  # D 256->512 on 8x8: Intel's fp32 deepest-layer rule
+    x = torch.randn(1, 256, 8, 8)
+    for name, products in (("AVX2", Plan(True, True)), ("AVX2/AMD", None)):
+        monkeypatch.setattr(gc, "RULES_OF", name)
+        chosen = gc._plan_for(conv, x, transposed=False)
+        assert (chosen and chosen[0]) == products, name
